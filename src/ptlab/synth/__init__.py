@@ -1,0 +1,1 @@
+"""Synthetic data under a teacher-query budget: teachers, cache, budget, strategies."""
