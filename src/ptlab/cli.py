@@ -16,7 +16,11 @@ from ptlab.errors import PtlabError
 
 COMMAND_MODULES = [
     "ptlab.models.cli",
+    "ptlab.data.cli",
     "ptlab.train.cli",
+    "ptlab.synth.cli",
+    "ptlab.retrieval.cli",
+    "ptlab.studies.cli",
 ]
 
 app = typer.Typer(
@@ -33,6 +37,10 @@ for _name in COMMAND_MODULES:
 
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     try:
         app()
     except PtlabError as e:

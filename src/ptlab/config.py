@@ -62,18 +62,22 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def format_validation_error(err: ValidationError, source: str = "config") -> str:
-    """The first validation error as one line: `source: field.path: message (got value)`."""
+def validation_error_line(err: ValidationError, prefix: str = "") -> str:
+    """The first validation error as `field.path: message (got value)`."""
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
-    msg = first["msg"]
+    loc = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
+    msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown field"
     got = first.get("input")
-    shown = "" if first["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
+    shown = "" if first["type"] == "missing" or isinstance(got, dict) or first["type"] == "value_error" else f" (got {got!r})"
     more = len(err.errors()) - 1
     tail = f" [+{more} more]" if more else ""
-    return f"{source}: {loc}: {msg}{shown}{tail}"
+    return f"{loc}: {msg}{shown}{tail}" if loc else f"{msg}{shown}{tail}"
+
+
+def format_validation_error(err: ValidationError, source: str = "config") -> str:
+    return f"{source}: {validation_error_line(err)}"
 
 
 def validate(model: type[M], data: dict[str, Any], source: str = "config") -> M:

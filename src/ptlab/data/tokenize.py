@@ -83,12 +83,14 @@ def tokenize_rows(
     """
     check_rows(rows, fmt, source)
     out = []
+    full_first = []  # each row's first completion before truncation: another row's KL completion
     for i, row in enumerate(rows):
         where = f"{source}: row {i}"
         prompt, completions, label = _row_parts(row, fmt, where)
         if not isinstance(prompt, (str, list)):
             raise DataError(f"{where}: 'prompt' must be a string or a list of messages")
         prompt_ids, comp_ids = split_completions(tokenizer, prompt, completions)
+        full_first.append(comp_ids[0])
         if max_length is not None:
             if len(prompt_ids) >= max_length:
                 raise DataError(
@@ -103,8 +105,10 @@ def tokenize_rows(
     if kl_chunk:
         for start in range(0, len(out), kl_chunk):
             chunk = out[start : start + kl_chunk]
+            firsts = full_first[start : start + kl_chunk]
             for j, row in enumerate(chunk):
-                kl = chunk[j - 1].completions[0]
+                # truncated to this row's room only, as TRL truncates the (prompt, KL completion) sequence
+                kl = firsts[j - 1]
                 room = None if max_length is None else max_length - len(row.prompt_ids)
                 row.kl_completion = kl[:room]
     return out

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ptlab.config import Strict, format_validation_error
+from ptlab.config import Strict, validation_error_line
 
 
 class DataSource(Strict):
@@ -69,11 +69,11 @@ class TrainConfig(Strict):
         from ptlab.train.objectives import OBJECTIVES
 
         if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
+            raise ValueError(f"objective: unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
         try:
             OBJECTIVES[self.objective].params.model_validate(self.params)
         except ValidationError as e:
-            raise ValueError(format_validation_error(e, "params")) from None
+            raise ValueError(validation_error_line(e, prefix="params")) from None
         return self
 
     def objective_params(self):

@@ -32,7 +32,7 @@ from ptlab.train.objectives import get_objective
 from ptlab.train.progress import TrainProgress
 from ptlab.train.reference import ReferenceLogps, compute_reference, reference_cache_path
 from ptlab.train.setup import build_model, build_optimizer, coerce_config, mixed_precision
-from ptlab.train.step import counts_of, evaluate_objective, no_grad_logps
+from ptlab.train.step import counts_of, evaluate_objective, needs_kl, no_grad_logps
 from ptlab.train.tracking import JsonlLog, MetricAccumulator
 
 
@@ -82,9 +82,9 @@ def _reference(accelerator, model, model_dir, rows, pad_id, cfg, progress, label
         return ref
 
 
-def _step_kl(objective, lm, store, mine, tok, pad_id, accelerator) -> torch.Tensor | None:
+def _step_kl(use_kl: bool, lm, store, mine, tok, pad_id, accelerator) -> torch.Tensor | None:
     """KTO's z₀ over the whole optimizer step: every process's mismatched pairs."""
-    if objective.name != "kto":
+    if not use_kl:
         return None
     device = accelerator.device
     total = torch.zeros(2, dtype=torch.float64, device=device)
@@ -114,7 +114,7 @@ def _evaluate(objective, params, wrapped, tok, store, pad_id, cfg, accelerator) 
     for start in range(0, len(mine), cfg.ref_batch_size):
         part = mine[start : start + cfg.ref_batch_size]
         rows = [tok[i] for i in part]
-        kl = _step_kl(objective, lm, store, [part], tok, pad_id, _Local(accelerator.device))
+        kl = _step_kl(needs_kl(objective, params), lm, store, [part], tok, pad_id, _Local(accelerator.device))
         pol = _forward(wrapped, rows, pad_id, accelerator.device)
         ref = store.batch(part).to_device(accelerator.device) if store is not None else None
         out = evaluate_objective(objective, params, pol, rows, ref, kl)
@@ -163,7 +163,8 @@ def train(config, resume: bool = False, quiet: bool = False) -> TrainResult:
 
     model_dir, model, tokenizer = build_model(cfg, ckpt)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    kl_chunk = cfg.batch_size if objective.name == "kto" else None
+    use_kl = needs_kl(objective, params)
+    kl_chunk = cfg.batch_size if use_kl else None
     tok = load_source(cfg.data, objective.format, tokenizer, cfg.max_length, kl_chunk, "data")
     eval_tok = (load_source(cfg.eval_data, objective.format, tokenizer, cfg.max_length, kl_chunk, "eval_data")
                 if cfg.eval_data else None)
@@ -221,7 +222,7 @@ def train(config, resume: bool = False, quiet: bool = False) -> TrainResult:
         mine = parts[rank * cfg.grad_accum : (rank + 1) * cfg.grad_accum]
         counts = counts_of(objective, [tok[i] for i in batch])
         lm = accelerator.unwrap_model(wrapped).lm
-        kl = _step_kl(objective, lm, store, mine, tok, pad_id, accelerator)
+        kl = _step_kl(use_kl, lm, store, mine, tok, pad_id, accelerator)
         step_loss = torch.zeros((), dtype=torch.float64, device=device)
         for j, part in enumerate(mine):
             rows = [tok[i] for i in part]

@@ -65,5 +65,10 @@ def evaluate_objective(
     return objective.fn(batch, params)
 
 
+def needs_kl(objective: Objective, params) -> bool:
+    """Only KTO's `kto` loss uses the KL estimate from mismatched pairs."""
+    return objective.name == "kto" and getattr(params, "loss_type", None) == "kto"
+
+
 def kto_kl(policy_kl: SeqLogps, reference_kl: SeqLogps) -> torch.Tensor:
     return kl_estimate(policy_kl.sums(), reference_kl.sums())

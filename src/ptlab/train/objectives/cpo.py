@@ -14,6 +14,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from pydantic import Field
+
 from ptlab.config import Strict
 from ptlab.train.objectives.base import Batch, LossOut, Objective, Term, paired_counts
 from ptlab.train.objectives.dpo import chosen_nll, preference_metrics
@@ -21,7 +23,7 @@ from ptlab.train.objectives.dpo import chosen_nll, preference_metrics
 
 class CPOParams(Strict):
     loss_type: Literal["sigmoid", "hinge", "ipo", "simpo"] = "sigmoid"
-    beta: float = 0.1
+    beta: float = Field(0.1, gt=0)
     label_smoothing: float = 0.0
     cpo_alpha: float = 1.0
     simpo_gamma: float = 0.5
@@ -30,7 +32,7 @@ class CPOParams(Strict):
 
 class SimPOParams(CPOParams):
     loss_type: Literal["simpo"] = "simpo"
-    beta: float = 2.0
+    beta: float = Field(2.0, gt=0)
     cpo_alpha: float = 0.0
 
 

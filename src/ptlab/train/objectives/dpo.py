@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ptlab.config import Strict
 from ptlab.train.logps import SeqLogps
@@ -24,7 +24,7 @@ from ptlab.train.objectives.dpo_losses import LOSS_TYPES, PAIR_LOSSES, PairScore
 class DPOParams(Strict):
     loss_type: str | list[str] = "sigmoid"
     loss_weights: list[float] | None = None
-    beta: float = 0.1
+    beta: float = Field(0.1, gt=0)
     label_smoothing: float = 0.0
     ld_alpha: float | None = None
     f_divergence_type: Literal["reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"] = "reverse_kl"

@@ -17,13 +17,15 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from pydantic import Field
+
 from ptlab.config import Strict
 from ptlab.train.objectives.base import Batch, LossOut, Objective, Term, mean_metric
 
 
 class KTOParams(Strict):
     loss_type: Literal["kto", "apo_zero_unpaired"] = "kto"
-    beta: float = 0.1
+    beta: float = Field(0.1, gt=0)
     desirable_weight: float = 1.0
     undesirable_weight: float = 1.0
 
@@ -38,7 +40,9 @@ def kto_loss(batch: Batch, p: KTOParams) -> LossOut:
     ref = batch.reference.sums().detach()
     logratios = logps - ref
     good = batch.labels.bool()
-    kl = batch.kl if batch.kl is not None else torch.zeros((), device=logps.device)
+    # apo_zero_unpaired has no KL term; TRL neither estimates it nor logs it (kl = 0)
+    use_kl = batch.kl is not None and p.loss_type == "kto"
+    kl = batch.kl if use_kl else torch.zeros((), device=logps.device)
     if p.loss_type == "kto":
         chosen_losses = 1 - F.sigmoid(p.beta * (logratios[good] - kl))
         rejected_losses = 1 - F.sigmoid(p.beta * (kl - logratios[~good]))

@@ -9,13 +9,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pydantic import Field
+
 from ptlab.config import Strict
 from ptlab.train.objectives.base import Batch, LossOut, Objective, Term, mean_metric, paired_counts
 from ptlab.train.objectives.dpo import chosen_nll, preference_metrics
 
 
 class ORPOParams(Strict):
-    beta: float = 0.1
+    beta: float = Field(0.1, gt=0)
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
