@@ -135,3 +135,19 @@ def test_lora_reference_is_the_base_with_adapters_disabled(tmp_path):
     with model.disable_adapter():
         _, at_base = batch_loss(model, tok, rows, "dpo")
     assert at_base["rewards/chosen"] == 0.0 and at_base["rewards/rejected"] == 0.0
+
+
+@pytest.mark.parametrize("kind", ["cosine", "linear", "constant"])
+def test_schedule_matches_transformers(kind):
+    from transformers import get_scheduler
+
+    from ptlab.train.schedule import make_scheduler
+
+    ours = make_scheduler(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), kind, 3, 20)
+    name = "constant_with_warmup" if kind == "constant" else kind
+    theirs = get_scheduler(name, torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), num_warmup_steps=3,
+                           num_training_steps=20)
+    for _ in range(20):
+        assert ours.get_last_lr()[0] == pytest.approx(theirs.get_last_lr()[0], abs=1e-12)
+        ours.step()
+        theirs.step()

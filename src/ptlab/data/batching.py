@@ -20,7 +20,7 @@ class SequenceBatch:
     completion_mask: torch.Tensor  # (N, T), 1 on completion tokens
     lengths: torch.Tensor  # (N,) completion tokens per sequence
 
-    def to(self, device) -> "SequenceBatch":
+    def to(self, device) -> SequenceBatch:
         return SequenceBatch(self.input_ids.to(device), self.completion_mask.to(device), self.lengths.to(device))
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 
@@ -11,7 +9,7 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
         config: str = typer.Argument(..., help="training YAML"),
-        overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. lr=1e-3 params.beta=0.2"),
+        overrides: list[str] | None = typer.Argument(None, help="key=value overrides, e.g. lr=1e-3 params.beta=0.2"),
         resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in output_dir"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
     ) -> None:

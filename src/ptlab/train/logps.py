@@ -37,7 +37,7 @@ class SeqLogps:
     def means(self) -> torch.Tensor:
         return self.sums() / self.lengths.clamp(min=1).to(self.token_logps.dtype)
 
-    def select(self, seq_ids: torch.Tensor) -> "SeqLogps":
+    def select(self, seq_ids: torch.Tensor) -> SeqLogps:
         """The sub-batch of the given sequences, renumbered 0..k-1."""
         remap = torch.full((self.n_seqs,), -1, dtype=torch.long, device=self.seq_id.device)
         remap[seq_ids] = torch.arange(seq_ids.numel(), device=self.seq_id.device)
@@ -50,12 +50,12 @@ class SeqLogps:
             argmax_hit=None if self.argmax_hit is None else self.argmax_hit[keep],
         )
 
-    def to_device(self, device) -> "SeqLogps":
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+    def to_device(self, device) -> SeqLogps:
+        move = lambda t: None if t is None else t.to(device)
         return SeqLogps(move(self.token_logps), move(self.seq_id), move(self.pos), move(self.lengths),
                         move(self.argmax_hit))
 
-    def detach(self) -> "SeqLogps":
+    def detach(self) -> SeqLogps:
         return SeqLogps(self.token_logps.detach(), self.seq_id, self.pos, self.lengths, self.argmax_hit)
 
 
@@ -68,7 +68,7 @@ def completion_logps(model, input_ids: torch.Tensor, completion_mask: torch.Tens
     base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
     hidden = base(input_ids=input_ids, use_cache=False).last_hidden_state  # (N, T, H)
     target_mask = completion_mask[:, 1:].bool()  # position t predicts token t+1
-    seq_id, src_pos = target_mask.nonzero(as_tuple=True)
+    seq_id, _ = target_mask.nonzero(as_tuple=True)
     h = hidden[:, :-1][target_mask]  # (M, H)
     logits = model.get_output_embeddings()(h).float()  # (M, V)
     targets = input_ids[:, 1:][target_mask]

@@ -21,7 +21,6 @@ from torch import nn
 
 from ptlab.atomic import write_json, write_text
 from ptlab.data.batching import batch_order, collate, row_length, split_evenly
-from ptlab.data.tokenize import TokenizedRow
 from ptlab.errors import ConfigError, PtlabError
 from ptlab.fingerprint import fingerprint
 from ptlab.train.checkpoint import latest_checkpoint, load_optimizer_and_scheduler, load_state, save_checkpoint
@@ -31,6 +30,7 @@ from ptlab.train.logps import SeqLogps, completion_logps
 from ptlab.train.objectives import get_objective
 from ptlab.train.progress import TrainProgress
 from ptlab.train.reference import ReferenceLogps, compute_reference, reference_cache_path
+from ptlab.train.schedule import make_scheduler
 from ptlab.train.setup import build_model, build_optimizer, coerce_config, mixed_precision
 from ptlab.train.step import counts_of, evaluate_objective, needs_kl, no_grad_logps
 from ptlab.train.tracking import JsonlLog, MetricAccumulator
@@ -137,7 +137,6 @@ class _Local:
 
 def train(config, resume: bool = False, quiet: bool = False) -> TrainResult:
     from accelerate import Accelerator
-    from transformers import get_scheduler
 
     cfg: TrainConfig = coerce_config(config)
     out = Path(cfg.output_dir)
@@ -188,12 +187,7 @@ def train(config, resume: bool = False, quiet: bool = False) -> TrainResult:
     lengths = [row_length(r) for r in tok]
     per_epoch = len(batch_order(lengths, cfg.batch_size, cfg.seed, 0, cfg.group_by_length, world * cfg.grad_accum))
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
-    scheduler = get_scheduler(
-        cfg.scheduler if cfg.scheduler != "constant" else "constant_with_warmup",
-        optimizer,
-        num_warmup_steps=int(cfg.warmup_ratio * total_steps),
-        num_training_steps=total_steps,
-    )
+    scheduler = make_scheduler(optimizer, cfg.scheduler, int(cfg.warmup_ratio * total_steps), total_steps)
     wrapped, optimizer = accelerator.prepare(CompletionLogps(model), optimizer)
     start = 0
     if ckpt is not None:

@@ -62,7 +62,7 @@ class ReferenceLogps:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path) -> "ReferenceLogps":
+    def load(cls, path: Path) -> ReferenceLogps:
         data = torch.load(path, weights_only=True)
         return cls(data["values"], data["kl"])
 

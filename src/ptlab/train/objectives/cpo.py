@@ -13,7 +13,6 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-
 from pydantic import Field
 
 from ptlab.config import Strict

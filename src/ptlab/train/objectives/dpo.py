@@ -74,7 +74,7 @@ def pair_scores(batch: Batch, p: DPOParams) -> PairScores:
     chosen, rejected = pol.sums(ld_weights(pol, p.ld_alpha)).chunk(2)
     ref_chosen, ref_rejected = ref.sums(ld_weights(ref, p.ld_alpha)).detach().chunk(2)
     chosen_len, rejected_len = pol.lengths.chunk(2)
-    f = lambda lr: f_divergence_scores(lr, p.f_divergence_type, p.f_alpha_divergence_coef)  # noqa: E731
+    f = lambda lr: f_divergence_scores(lr, p.f_divergence_type, p.f_alpha_divergence_coef)
     return PairScores(
         chosen, rejected, ref_chosen, ref_rejected,
         f(chosen - ref_chosen), f(rejected - ref_rejected),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
 from pydantic import Field
 
 from ptlab.config import Strict

@@ -1,0 +1,54 @@
+"""Config models for teachers and budgets (YAML sections `teacher:` and `budget:`).
+
+A config never holds an API key, only the name of the environment variable
+that does (`api_key_env`), so a config file or a results directory can be
+shared without leaking it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from ptlab.config import Strict
+
+
+class TeacherConfig(Strict):
+    backend: Literal["openai", "hf", "simulated"] = "simulated"
+    model: str = Field("default", min_length=1, description="server model name, ptlab model name or task name")
+    # openai
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible root, ending in /v1")
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the key")
+    api_key_required: bool = False
+    concurrency: int = Field(16, ge=1, le=4096)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(4, ge=0, le=50, description="extra attempts after the first")
+    backoff_s: float = Field(0.5, ge=0, description="first retry wait; doubles up to backoff_max_s, with jitter")
+    backoff_max_s: float = Field(20.0, ge=0)
+    send_seed: bool = Field(False, description="send `seed = sample_index` (servers that support it)")
+    # hf
+    batch_size: int = Field(8, ge=1)
+    device: str | None = None
+    # simulated
+    error_rate: float = Field(0.1, ge=0, le=1, description="simulated: share of wrong answers")
+    diversity: float = Field(0.5, ge=0, le=1, description="simulated: how far rephrasings/new questions wander")
+    seed: int = 0
+    task_knobs: dict[str, Any] = Field(default_factory=dict, description="simulated: the task's difficulty knobs")
+    prompts_dir: str | None = Field(None, description="directory of edited prompt templates (<name>.txt)")
+    # cache
+    cache: bool = True
+    cache_path: str | None = Field(None, description="SQLite file; default <PTLAB_HOME>/teacher/replies.sqlite")
+
+    @model_validator(mode="after")
+    def _check_url(self):
+        if self.backend == "openai" and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https:// (got {self.base_url!r})")
+        return self
+
+
+class BudgetConfig(Strict):
+    """Limits on what the teacher may be paid for; None means unlimited."""
+
+    max_queries: int | None = Field(None, ge=0, description="paid teacher replies (retries are not extra queries)")
+    max_tokens: int | None = Field(None, ge=0, description="prompt + completion tokens of paid replies")
