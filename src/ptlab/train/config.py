@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ptlab.config import Strict, validation_error_line
 
@@ -61,6 +61,16 @@ class TrainConfig(Strict):
     save_every: int = Field(50, ge=0, description="checkpoint every N steps (0: only at the end)")
     save_total_limit: int = Field(2, gt=0)
     report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(default_factory=list)
+
+    @field_validator("report_to")
+    @classmethod
+    def _trackers_installed(cls, v):
+        import importlib.util
+
+        for name in v:
+            if importlib.util.find_spec(name) is None:
+                raise ValueError(f"{name} is not installed (pip install {name})")
+        return v
 
     @model_validator(mode="after")
     def _objective_and_params(self):
