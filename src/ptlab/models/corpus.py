@@ -8,7 +8,7 @@ arithmetic, instructions and prose-like sentences for engine tests.
 from __future__ import annotations
 
 import random
-from typing import Callable
+from collections.abc import Callable
 
 CorpusFn = Callable[[int], list[str]]  # seed -> texts
 _CORPORA: dict[str, CorpusFn] = {}

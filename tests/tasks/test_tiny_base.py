@@ -1,0 +1,77 @@
+"""The pretrained `tiny` base: registration, packing, schedule; the real build is slow-marked."""
+
+import json
+
+import pytest
+import torch
+
+from ptlab.models.tiny_base import SPEC, PretrainSpec, build_tiny_base, lr_at, packed_blocks
+
+
+def test_tiny_is_registered_with_a_versioned_builder():
+    from ptlab.models.registry import available
+    from ptlab.models.tiny import TINY_BUILDERS
+
+    assert "tiny" in available() and "Pretrained" in available()["tiny"]
+    assert TINY_BUILDERS["tiny"] is build_tiny_base
+    assert "tasks-v1" in build_tiny_base.version and f"steps={SPEC.steps}" in build_tiny_base.version
+
+
+def test_packed_blocks_are_deterministic_and_separated_by_eos():
+    from ptlab.models.tokenizer import train_bpe
+    from ptlab.tasks.corpus import pretrain_texts
+
+    texts = pretrain_texts(30, seed=0)
+    assert len(texts) == 90 and texts == pretrain_texts(30, seed=0)
+    tok = train_bpe(texts, 400)
+    a, b = packed_blocks(tok, texts, 32, seed=0), packed_blocks(tok, texts, 32, seed=0)
+    assert a.shape[1] == 33 and torch.equal(a, b)
+    assert (a == tok.eos_token_id).sum() > 0
+    assert not torch.equal(a, packed_blocks(tok, texts, 32, seed=1))
+
+
+def test_pretraining_mix_contains_mistakes_at_the_rate():
+    from ptlab.tasks import get_task
+    from ptlab.tasks.corpus import pretrain_texts
+
+    texts = pretrain_texts(200, seed=0, wrong_rate=0.25)
+    math = [t for t in texts if t.startswith("Question: ")]
+    assert len(math) == 200
+    # the pretraining text carries no gold: regenerate the same examples to score them
+    gold = {ex.prompt: ex.answer for ex in get_task("math").generate(200, seed=1000)}
+    wrong = sum(not get_task("math").verify(gold[t.split("Answer:\n")[0] + "Answer:\n"], t)["correct"] for t in math)
+    assert 0.17 <= wrong / 200 <= 0.33
+
+
+def test_lr_schedule_warms_up_then_decays_to_a_tenth():
+    spec = PretrainSpec(steps=100, warmup=10, lr=1e-3)
+    assert lr_at(0, spec) == pytest.approx(1e-4)
+    assert lr_at(9, spec) == pytest.approx(1e-3)
+    assert lr_at(99, spec) == pytest.approx(1e-4, rel=0.01)
+
+
+@pytest.mark.slow
+def test_small_build_is_deterministic(tmp_path):
+    spec = PretrainSpec(steps=6, batch=4, block=64, examples_per_task=100, eval_examples=4, hidden=64, heads=2,
+                        intermediate=128, vocab=512)
+    build_tiny_base(tmp_path / "a", spec, log=None)
+    build_tiny_base(tmp_path / "b", spec, log=None)
+    a = (tmp_path / "a" / "model.safetensors").read_bytes()
+    assert a == (tmp_path / "b" / "model.safetensors").read_bytes()
+    card = json.loads((tmp_path / "a" / "model_card.json").read_text())
+    assert set(card["accuracy_eval_id"]) == {"math", "instruct", "docqa"}
+    assert (tmp_path / "a" / "README.md").read_text().startswith("# tiny")
+
+
+@pytest.mark.slow
+def test_full_build_fits_the_budget_and_reports_accuracy(tmp_path, monkeypatch):
+    from ptlab.models.registry import load, resolve
+
+    monkeypatch.setenv("PTLAB_HOME", str(tmp_path))
+    path = resolve("tiny")
+    card = json.loads((path / "model_card.json").read_text())
+    assert card["seconds"]["cpu"] < 2 * 600  # 10 minutes of 2 cores (wall time depends on what else runs)
+    acc = {k: v["accuracy"] for k, v in card["accuracy_eval_id"].items()}
+    assert set(acc) == {"math", "instruct", "docqa"} and all(0.0 <= a < 0.9 for a in acc.values())
+    model, tok = load("tiny")
+    assert model.num_parameters() < 3_000_000 and tok.eos_token == "<|eos|>"
