@@ -151,3 +151,18 @@ def test_schedule_matches_transformers(kind):
         assert ours.get_last_lr()[0] == pytest.approx(theirs.get_last_lr()[0], abs=1e-12)
         ours.step()
         theirs.step()
+
+
+def test_eval_loss_is_the_objective_on_the_whole_eval_set(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from ptlab.models import load
+
+    held_out = write_jsonl(tmp_path / "eval.jsonl", arithmetic_rows(20, seed=7))
+    res = train(config(tmp_path, eval_data={"path": str(held_out)}, eval_every=8, max_steps=8, ref_batch_size=6),
+                quiet=True)
+    final = AutoModelForCausalLM.from_pretrained(res.checkpoint)
+    base, tok = load("tiny-test")
+    _, m = batch_loss(final, tok, arithmetic_rows(20, seed=7), "dpo", ref_model=base, max_length=256)
+    assert res.metrics["eval/loss"] == pytest.approx(m["loss"], rel=1e-5)
+    assert res.metrics["eval/rewards/accuracies"] == pytest.approx(m["rewards/accuracies"], abs=1e-9)

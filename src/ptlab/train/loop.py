@@ -82,20 +82,19 @@ def _reference(accelerator, model, model_dir, rows, pad_id, cfg, progress, label
         return ref
 
 
-def _step_kl(use_kl: bool, lm, store, mine, tok, pad_id, accelerator) -> torch.Tensor | None:
-    """KTO's z₀ over the whole optimizer step: every process's mismatched pairs."""
-    if not use_kl:
-        return None
-    device = accelerator.device
+def _kl_totals(lm, store, parts, tok, pad_id, device) -> torch.Tensor:
+    """[Σ (log π − log π_ref), count] over the mismatched pairs of `parts` (for KTO's z₀)."""
     total = torch.zeros(2, dtype=torch.float64, device=device)
-    for part in mine:
-        rows = [tok[i] for i in part]
-        pol = no_grad_logps(lm, rows, pad_id, kl=True).sums().double()
+    for part in parts:
+        pol = no_grad_logps(lm, [tok[i] for i in part], pad_id, kl=True).sums().double()
         ref = store.batch(part, kl=True).sums().to(device).double()
-        total += torch.stack([(pol - ref).sum(), torch.tensor(float(len(part)), device=device, dtype=torch.float64)])
-    if accelerator.num_processes > 1:
-        total = accelerator.reduce(total, reduction="sum")
-    return (total[0] / total[1]).float().clamp(min=0)
+        total[0] += (pol - ref).sum()
+        total[1] += len(part)
+    return total
+
+
+def _kl_estimate(totals: torch.Tensor) -> torch.Tensor:
+    return (totals[0] / totals[1]).float().clamp(min=0)
 
 
 def _forward(wrapped, rows, pad_id, device) -> SeqLogps:
@@ -106,16 +105,20 @@ def _forward(wrapped, rows, pad_id, device) -> SeqLogps:
 @torch.no_grad()
 def _evaluate(objective, params, wrapped, tok, store, pad_id, cfg, accelerator) -> dict:
     """Objective loss and metrics over the whole eval set, each row on one process."""
-    wrapped.eval()
+    lm = accelerator.unwrap_model(wrapped).lm
+    lm.eval()
     mine = split_evenly(list(range(len(tok))), accelerator.num_processes)[accelerator.process_index]
     counts = counts_of(objective, tok)
-    lm = accelerator.unwrap_model(wrapped).lm
     acc, loss = MetricAccumulator(), 0.0
     for start in range(0, len(mine), cfg.ref_batch_size):
         part = mine[start : start + cfg.ref_batch_size]
         rows = [tok[i] for i in part]
-        kl = _step_kl(needs_kl(objective, params), lm, store, [part], tok, pad_id, _Local(accelerator.device))
-        pol = _forward(wrapped, rows, pad_id, accelerator.device)
+        kl = (_kl_estimate(_kl_totals(lm, store, [part], tok, pad_id, accelerator.device))
+              if needs_kl(objective, params) else None)
+        # The unwrapped model: ranks may run different numbers of eval batches, and a DDP
+        # forward would wait for the others (buffer broadcast).
+        seqs = collate(rows, pad_id).to(accelerator.device)
+        pol = completion_logps(lm, seqs.input_ids, seqs.completion_mask)
         ref = store.batch(part).to_device(accelerator.device) if store is not None else None
         out = evaluate_objective(objective, params, pol, rows, ref, kl)
         loss += float(out.reduce(counts))
@@ -123,16 +126,8 @@ def _evaluate(objective, params, wrapped, tok, store, pad_id, cfg, accelerator) 
     # Each process holds its share of the dataset-level loss; counted once, on the main process.
     acc.sums["loss"] += loss
     acc.counts["loss"] += 1.0 if accelerator.is_main_process else 0.0
-    wrapped.train()
+    lm.train()
     return {f"eval/{k}": v for k, v in acc.reduce(accelerator).items()}
-
-
-@dataclass
-class _Local:
-    """A stand-in accelerator for one-process reductions."""
-
-    device: torch.device
-    num_processes: int = 1
 
 
 def train(config, resume: bool = False, quiet: bool = False) -> TrainResult:
@@ -216,7 +211,10 @@ def train(config, resume: bool = False, quiet: bool = False) -> TrainResult:
         mine = parts[rank * cfg.grad_accum : (rank + 1) * cfg.grad_accum]
         counts = counts_of(objective, [tok[i] for i in batch])
         lm = accelerator.unwrap_model(wrapped).lm
-        kl = _step_kl(use_kl, lm, store, mine, tok, pad_id, accelerator)
+        kl = None
+        if use_kl:  # KTO's z₀ over every process's share of the step
+            totals = _kl_totals(lm, store, mine, tok, pad_id, device)
+            kl = _kl_estimate(accelerator.reduce(totals, reduction="sum") if world > 1 else totals)
         step_loss = torch.zeros((), dtype=torch.float64, device=device)
         for j, part in enumerate(mine):
             rows = [tok[i] for i in part]
