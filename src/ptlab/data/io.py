@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from ptlab.errors import DataError
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; bad JSON or a non-object names the file and line."""
+    with Path(path).open() as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+            yield n, row
 
 
 def load_rows(path: str | Path) -> list[dict]:
@@ -27,19 +43,7 @@ def load_rows(path: str | Path) -> list[dict]:
         return ds.to_list()
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        rows = []
-        with path.open() as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-                rows.append(row)
-        return rows
+        return [row for _, row in iter_jsonl(path)]
     if suffix == ".json":
         try:
             data = json.loads(path.read_text())

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ptlab.data.io import iter_jsonl
 from ptlab.errors import ConfigError, DataError
 from ptlab.tasks.base import Example
 from ptlab.tasks.spurious import SpuriousSpec
@@ -56,16 +57,9 @@ def _need(where: str, record: Any, fields: tuple[str, ...]) -> None:
 
 def read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
     records = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-            _need(f"{path}:{n}", record, fields)
-            records.append(record)
+    for n, record in iter_jsonl(path):
+        _need(f"{path}:{n}", record, fields)
+        records.append(record)
     return records
 
 

@@ -1,0 +1,1 @@
+"""Study definitions: the spurious grid, the budget grid, the SoftQE comparison."""
