@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "ptlab.synth.cli",
     "ptlab.retrieval.cli",
     "ptlab.studies.cli",
+    "ptlab.evaluate.cli",
+    "ptlab.report.cli",
 ]
 
 app = typer.Typer(

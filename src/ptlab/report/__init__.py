@@ -1,0 +1,1 @@
+"""Reports: Markdown / self-contained HTML with tables and matplotlib figures."""

@@ -1,0 +1,68 @@
+"""`ptlab study spurious [CONFIG] [--quick] [key=value ...]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+# `--quick`: 1 seed and less data; applied before the config file and the overrides.
+QUICK = {
+    "output_dir": "runs/study-spurious-quick",
+    "axes": {"seed": [0]},
+    "data": {"n_train": 256, "n_eval": 100, "n_pairs": 32},
+    "train": {"max_steps": 16},
+}
+
+
+def load_study_config(config: Optional[str], overrides: list[str], quick: bool = False):
+    from ptlab.config import apply_overrides, read_yaml, validate
+    from ptlab.errors import ConfigError
+    from ptlab.studies.spurious_config import StudyConfig
+
+    overrides = list(overrides or [])
+    if config is not None and "=" in config and not Path(config).is_file():
+        overrides.insert(0, config)  # `ptlab study spurious key=value` with no config file
+        config = None
+    data: dict = {}
+    if quick:
+        import copy
+
+        data = copy.deepcopy(QUICK)
+    if config is not None:
+        data = _merge(data, read_yaml(config))
+    data = apply_overrides(data, overrides)
+    if "study" in data and data["study"] != "spurious":
+        raise ConfigError(f"{config}: study: expected 'spurious', got {data['study']!r}")
+    return validate(StudyConfig, data, source=str(config) if config else "config")
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def add_study_commands(study: typer.Typer) -> None:
+    @study.command("spurious")
+    def spurious(
+        config: Optional[str] = typer.Argument(None, help="study YAML (see configs/study-spurious.yaml)"),
+        overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. axes.seed=[0,1] workers=4"),
+        quick: bool = typer.Option(False, "--quick", help="1 seed, less data: a few minutes on a laptop CPU"),
+        report: bool = typer.Option(True, "--report/--no-report", help="write report.md / report.html at the end"),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
+    ) -> None:
+        """Robustness to spurious correlations: SFT vs DPO vs KTO over tasks x artifacts x rates x seeds."""
+        from ptlab.studies.spurious import run_study
+
+        cfg = load_study_config(config, overrides or [], quick)
+        run = run_study(cfg, quiet=quiet)
+        print(f"study: {run.ran} cells run, {run.skipped} already finished, {run.wall_s:.0f} s -> {run.root}")
+        if report:
+            from ptlab.report.spurious import write_report
+
+            out = write_report(run.root)
+            print((out.parent / "table.md").read_text() if (out.parent / "table.md").is_file() else "")
+            print(f"report: {out}  ({out.with_suffix('.html')})")

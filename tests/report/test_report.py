@@ -1,0 +1,97 @@
+"""The report: analysis numbers on synthetic outcomes, and the files `ptlab report` writes."""
+
+import base64
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ptlab.errors import PtlabError
+from ptlab.report.analysis import condition_table, rate_change, winners
+from ptlab.report.spurious import load_study, write_report
+from ptlab.store import ResultStore
+
+N = 120
+
+
+def _cells_and_examples():
+    """sft loses 40 points on the breaking split from rate 0.1 to 0.9; dpo stays put. 2 seeds, same examples."""
+    rng = np.random.default_rng(0)
+    cells, examples = [], []
+    for alg in ("sft", "dpo"):
+        for rate in (0.1, 0.9):
+            for seed in (0, 1):
+                cid = f"math.feature_ambiguity.cue.r{rate}.{alg}.s{seed}"
+                cells.append({"cell_id": cid, "task": "math", "artifact": "feature_ambiguity", "feature": "cue",
+                              "rate": rate, "algorithm": alg, "seed": seed})
+                p_break = 0.2 if (alg == "sft" and rate == 0.9) else 0.6
+                for i in range(N):
+                    examples.append({"cell_id": cid, "split": "eval_id", "example_id": f"id-{rate}-{i}",
+                                     "correct": int(rng.random() < 0.8), "shortcut_agrees": 1})
+                    examples.append({"cell_id": cid, "split": "eval_break", "example_id": f"br-{i}",
+                                     "correct": int(rng.random() < p_break), "shortcut_agrees": 0})
+    return pd.DataFrame(cells), pd.DataFrame(examples)
+
+
+def test_condition_table_numbers():
+    cells, ex = _cells_and_examples()
+    t = condition_table(cells, ex)
+    row = t[(t.algorithm == "sft") & (t.rate == 0.9) & (t.split == "eval_break")].iloc[0]
+    expected = ex[ex.cell_id.str.contains("r0.9.sft") & (ex.split == "eval_break")]["correct"].mean()
+    assert row["accuracy"] == pytest.approx(expected)
+    assert row["lo"] < row["accuracy"] < row["hi"] and row["seeds"] == 2 and row["n"] == N
+    rel = t[(t.algorithm == "sft") & (t.rate == 0.9) & (t.split == "reliance")].iloc[0]
+    assert rel["accuracy"] == pytest.approx(0.8 - 0.2, abs=0.1)
+
+
+def test_rate_change_is_paired_and_significant_only_where_it_should_be():
+    cells, ex = _cells_and_examples()
+    ch = rate_change(cells, ex).set_index("algorithm")
+    assert bool(ch.loc["sft", "paired"])
+    assert ch.loc["sft", "diff"] == pytest.approx(-0.4, abs=0.08)
+    assert ch.loc["sft", "p"] < 0.001 and ch.loc["sft", "mark"] == "***"
+    assert abs(ch.loc["dpo", "diff"]) < 0.1 and ch.loc["dpo", "p"] > 0.01
+
+
+def test_winners():
+    cells, ex = _cells_and_examples()
+    w = winners(cells, ex).set_index("rate")
+    assert w.loc[0.9, "best"] == "dpo" and bool(w.loc[0.9, "beats_all"]) and w.loc[0.9, "mark"] == "***"
+    assert not bool(w.loc[0.1, "beats_all"])
+
+
+def _write_study(root):
+    cells, ex = _cells_and_examples()
+    root.mkdir(parents=True)
+    store = ResultStore(root / "results.sqlite")
+    for cell in cells.to_dict("records"):
+        mine = ex[ex.cell_id == cell["cell_id"]]
+        store.add_cell(cell, "h", {"eval_break/accuracy": mine[mine.split == "eval_break"]["correct"].mean()},
+                       [{"split": r.split, "id": r.example_id, "correct": r.correct, "shortcut_agrees": r.shortcut_agrees}
+                        for r in mine.itertuples()], {"train_s": 1.0})
+    (root / "study.json").write_text(json.dumps({"cells": cells["cell_id"].tolist(),
+                                                 "config": {"model": "tiny", "data": {"n_train": 64, "n_eval": N},
+                                                            "train": {"batch_size": 8, "max_steps": 4, "lr": 1e-3}}}))
+
+
+def test_write_report_files(tmp_path):
+    root = tmp_path / "study"
+    _write_study(root)
+    md = write_report(root)
+    out = md.parent
+    for name in ("report.md", "report.html", "table.md", "conditions.csv", "change.png", "task-math.png"):
+        assert (out / name).is_file(), name
+    text = md.read_text()
+    assert "| math | Feature Ambiguity | sft |" in text and "\\*\\*\\*" in text
+    assert "**Significant drops** in shortcut-breaking accuracy as the spurious rate rises: math / Feature Ambiguity / sft" in text
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and "src='change.png'" not in html
+    png = base64.b64decode(html.split("data:image/png;base64,")[1].split("'")[0])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "change.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_on_a_non_study_dir_is_an_error(tmp_path):
+    with pytest.raises(PtlabError, match="not a study directory"):
+        load_study(tmp_path)

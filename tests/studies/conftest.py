@@ -1,0 +1,37 @@
+import pytest
+
+from ptlab.config import validate
+from ptlab.studies.spurious_config import StudyConfig
+
+TINY = {
+    "model": "tiny-test",
+    "executor": "sequential",
+    "axes": {"task": ["math"], "artifact": ["feature_ambiguity"], "rate": [0.1, 0.9], "algorithm": ["sft"], "seed": [0]},
+    "data": {"n_train": 32, "n_eval": 8, "n_pairs": 4},
+    "train": {"max_steps": 2, "batch_size": 16, "save_every": 1},
+    "eval": {"max_new_tokens": {"math": 4}},
+}
+
+
+def tiny_config(out, **changes) -> StudyConfig:
+    import copy
+
+    data = copy.deepcopy(TINY)
+    for key, value in changes.items():
+        node = data
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    data["output_dir"] = str(out)
+    return validate(StudyConfig, data)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory):
+    """One finished 2-cell study (tiny-test, a few steps), shared by the fast tests."""
+    from ptlab.studies.spurious import run_study
+
+    out = tmp_path_factory.mktemp("study") / "s"
+    run = run_study(tiny_config(out), quiet=True)
+    return out, run

@@ -1,0 +1,86 @@
+"""The study runner: cells, caching, re-runs, the results database and exports."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from ptlab.store import ResultStore, StoreError
+from ptlab.studies.cells import expand
+from ptlab.studies.spurious import run_study
+
+from .conftest import tiny_config
+
+
+def test_expand_orders_cells_and_names_them(tmp_path):
+    cfg = tiny_config(tmp_path / "x", **{"axes.algorithm": ["sft", "dpo"], "axes.seed": [0, 1]})
+    cells = expand(cfg)
+    assert len(cells) == 2 * 2 * 2
+    assert cells[0].cell_id == "math.feature_ambiguity.altogether_cue.r0.1.sft.s0"
+    assert len({c.cell_id for c in cells}) == len(cells)
+
+
+def test_study_runs_every_cell_and_stores_metrics(tiny_study):
+    out, run = tiny_study
+    assert (run.cells, run.ran, run.skipped) == (2, 2, 0)
+    store = ResultStore(out / "results.sqlite", create=False)
+    df = store.results()
+    assert set(df["cell_id"]) == {"math.feature_ambiguity.altogether_cue.r0.1.sft.s0",
+                                  "math.feature_ambiguity.altogether_cue.r0.9.sft.s0"}
+    acc = df[df["metric"] == "eval_break/accuracy"]
+    assert len(acc) == 2 and acc["value"].between(0, 1).all()
+    assert (df[df["metric"] == "eval_id/n"]["value"] == 8).all()
+    row = df.iloc[0]
+    assert row["seed"] == 0 and len(row["config_hash"]) == 16 and row["train_s"] >= 0
+    assert "torch" in json.loads(row["versions"])
+    ex = store.examples()
+    assert len(ex[ex["split"] == "eval_break"]) == 2 * 8 and len(ex[ex["split"] == "pairs_rank"]) == 2 * 4
+    # the shortcut-breaking examples are the same for both rates (paired comparisons)
+    ids = ex[ex["split"] == "eval_break"].groupby("cell_id")["example_id"].apply(sorted).tolist()
+    assert ids[0] == ids[1]
+    assert pd.read_csv(out / "results.csv").shape[0] == len(df)
+    manifest = json.loads((out / "study.json").read_text())
+    assert len(manifest["cells"]) == 2 and manifest["format"].startswith("ptlab-study-spurious/")
+
+
+def test_rerun_does_nothing_and_more_seeds_run_only_the_new_cells(tiny_study, tmp_path):
+    out, _ = tiny_study
+    before = ResultStore(out / "results.sqlite").results()
+    again = run_study(tiny_config(out), quiet=True)
+    assert (again.ran, again.skipped) == (0, 2)
+    after = ResultStore(out / "results.sqlite").results()
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_export_parquet_and_refuses_to_overwrite_a_cell(tiny_study, tmp_path):
+    out, _ = tiny_study
+    store = ResultStore(out / "results.sqlite")
+    path = store.export(tmp_path / "r.parquet")
+    assert pd.read_parquet(path).shape == store.results().shape
+    with pytest.raises(StoreError, match="unsupported format"):
+        store.export(tmp_path / "r.xlsx")
+    cell = store.results().iloc[0]
+    with pytest.raises(StoreError, match="never overwritten"):
+        store.add_cell({k: cell[k] for k in ("cell_id", "task", "artifact", "feature", "rate", "algorithm", "seed")},
+                       "x", {"m": 1.0}, [], {})
+
+
+def test_incompatible_store_format_is_refused(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "results.sqlite"
+    ResultStore(db)
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE meta SET value = 'ptlab-results/0' WHERE key = 'format'")
+    with pytest.raises(StoreError, match="format"):
+        ResultStore(db)
+
+
+def test_cells_computed_from_other_inputs_are_refused(tiny_study, monkeypatch):
+    import ptlab.studies.cells as cells
+    from ptlab.errors import ConfigError
+
+    out, _ = tiny_study
+    monkeypatch.setattr(cells, "CELL_VERSION", "spurious-cell/other")
+    with pytest.raises(ConfigError, match="computed from different inputs"):
+        run_study(tiny_config(out), quiet=True)
