@@ -9,6 +9,7 @@ be data (functions over plans) rather than branches inside each generator.
 from __future__ import annotations
 
 import random
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -45,7 +46,7 @@ class Example:
         return asdict(self)
 
 
-class Task:
+class Task(ABC):
     """Base class: subclasses set `name`, `Knobs`, and implement plan/render/verify."""
 
     name: ClassVar[str]
@@ -53,15 +54,17 @@ class Task:
     Knobs: ClassVar[type[Strict]]
 
     # -- to implement -------------------------------------------------------
+    @abstractmethod
     def sample_plan(self, rng: random.Random, knobs: Any) -> sp.Plan:
-        raise NotImplementedError
+        """Draw the underlying structure of one example (before any text)."""
 
+    @abstractmethod
     def render(self, plan: sp.Plan, rng: random.Random, knobs: Any) -> dict:
         """Return {prompt, chosen, rejected, answer, error, meta}."""
-        raise NotImplementedError
 
+    @abstractmethod
     def verify(self, example_or_gold: Example | str, response: str) -> dict:
-        raise NotImplementedError
+        """Score a response: at least {"correct": bool}."""
 
     # -- shared -------------------------------------------------------------
     def knobs(self, **knobs: Any) -> Any:
