@@ -23,9 +23,7 @@ def register(app: typer.Typer) -> None:
 
         cfg = load_config(TrainConfig, config, overrides)
         result = train(cfg, resume=resume, quiet=quiet)
-        import os
-
-        if int(os.environ.get("RANK", "0")) != 0:
+        if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch, only rank 0 prints
             return
         table = Table("metric", "value", title=f"{cfg.objective} on {cfg.model}: {result.steps} steps, {result.wall_s:.1f}s")
         for k, v in result.metrics.items():

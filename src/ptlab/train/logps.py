@@ -37,19 +37,6 @@ class SeqLogps:
     def means(self) -> torch.Tensor:
         return self.sums() / self.lengths.clamp(min=1).to(self.token_logps.dtype)
 
-    def select(self, seq_ids: torch.Tensor) -> SeqLogps:
-        """The sub-batch of the given sequences, renumbered 0..k-1."""
-        remap = torch.full((self.n_seqs,), -1, dtype=torch.long, device=self.seq_id.device)
-        remap[seq_ids] = torch.arange(seq_ids.numel(), device=self.seq_id.device)
-        keep = remap[self.seq_id] >= 0
-        return SeqLogps(
-            token_logps=self.token_logps[keep],
-            seq_id=remap[self.seq_id[keep]],
-            pos=self.pos[keep],
-            lengths=self.lengths[seq_ids],
-            argmax_hit=None if self.argmax_hit is None else self.argmax_hit[keep],
-        )
-
     def to_device(self, device) -> SeqLogps:
         move = lambda t: None if t is None else t.to(device)
         return SeqLogps(move(self.token_logps), move(self.seq_id), move(self.pos), move(self.lengths),
