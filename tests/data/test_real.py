@@ -58,7 +58,7 @@ def test_ifbench_gives_evaluation_prompts_only(tmp_path):
                          "sizes": {"train": 0, "eval_id": 25, "eval_break": 0}}, out=tmp_path / "i")
     got = rows(out, "sft", "eval_id")
     assert len(got) == 25 and all(r["prompt"].startswith("Instruction: ") for r in got)
-    assert all(json.loads(r["answer"])["instruction_id_list"] for r in got)
+    assert all(json.loads(r["answer"])["instruction_id_list"] and json.loads(r["answer"])["prompt"] for r in got)
 
 
 def test_real_errors_name_file_line_and_choices(tmp_path):

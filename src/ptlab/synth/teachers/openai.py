@@ -182,7 +182,7 @@ class OpenAITeacher:
                         raise
         except _Retryable as e:
             if e.kind == "transport_errors" and self._successes == 0:
-                raise TeacherError(f"cannot reach teacher server {self.base_url}: {scrub(str(e), self._api_key)}")
+                raise TeacherError(f"cannot reach teacher server {self.base_url}: {scrub(str(e), self._api_key)}") from None
             meta = {"attempts": attempts, "faults": dict(faults), "latency_s": time.perf_counter() - started}
             return ChatReply("", error=f"{e.kind} after {attempts} attempts: {scrub(str(e), self._api_key)}", meta=meta)
         except _ClientError as e:
