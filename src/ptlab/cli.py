@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "ptlab.studies.cli",
     "ptlab.evaluate.cli",
     "ptlab.report.cli",
+    "ptlab.advise",
 ]
 
 app = typer.Typer(

@@ -1,4 +1,6 @@
-"""Shared fixtures: a private PTLAB_HOME, two CPU threads, a tiny SQuAD-derived collection."""
+"""Shared fixtures: a private PTLAB_HOME, two CPU threads (OMP_NUM_THREADS if set), a tiny SQuAD collection."""
+
+import os
 
 import pytest
 
@@ -12,7 +14,7 @@ def _ptlab_home(tmp_path_factory, monkeypatch):
 def _threads():
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 2))
 
 
 @pytest.fixture(scope="session")

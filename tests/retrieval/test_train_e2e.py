@@ -1,7 +1,10 @@
 """A small end-to-end run on a tiny collection: expand, train teacher and SoftQE student, evaluate."""
 
+import json
+
 import numpy as np
 import pytest
+import torch
 
 from ptlab.retrieval.encoders import encode_documents, encode_queries, load_encoder
 from ptlab.retrieval.expansion import ExpansionSpec, build_backend, expand, expanded, metered
@@ -33,20 +36,41 @@ def trained(tiny_collection, tmp_path_factory):
     info = train_teacher("all-minilm-l6-v2", list(zip(plus, positives)), TrainSpec(**fast), root / "teacher")
     teacher = load_encoder(str(root / "teacher"), 128)
     targets = encode_queries(teacher, plus)
+    doc_emb = encode_documents(teacher, positives)  # the frozen document route's vectors, as in the index
     raw = [col.queries[q] for q in train]
-    s_info = train_student(root / "teacher", raw, positives, targets, StudentSpec(alpha=0.8, **fast), root / "student")
+    s_info = train_student(root / "teacher", raw, targets, doc_emb, StudentSpec(alpha=0.8, **fast), root / "student")
     return dict(col=col, train=train, test=test, pseudo=pseudo, root=root, teacher=teacher, targets=targets,
-                raw=raw, positives=positives, info=info, s_info=s_info, llm=llm, fast=fast)
+                raw=raw, positives=positives, doc_emb=doc_emb, info=info, s_info=s_info, llm=llm, fast=fast)
 
 
 def test_models_are_saved_and_student_searches_the_teacher_index(trained):
     root = trained["root"]
     assert (root / "teacher" / "modules.json").is_file() and (root / "student" / "modules.json").is_file()
     assert trained["info"]["pairs"] == 32 and np.isfinite(trained["info"]["train_loss"])
+    s_info = trained["s_info"]
+    assert s_info["rows"] == 32 and s_info["steps"] == 6 and np.isfinite(s_info["train_loss"])  # 2 batches x 3 epochs
+    assert json.loads((root / "student" / "train_info.json").read_text())["steps"] == 6
     student = load_encoder(str(root / "student"), 128)
     docs = trained["positives"][:6]
     assert np.array_equal(encode_documents(student, docs), encode_documents(trained["teacher"], docs))
     assert not np.allclose(encode_queries(student, docs), encode_queries(trained["teacher"], docs))
+
+
+def test_student_query_route_moved_and_document_route_is_the_teacher_bit_for_bit(trained):
+    root = trained["root"]
+    teacher = trained["teacher"]
+    student = load_encoder(str(root / "student"), 128)
+    t_params = teacher.state_dict()  # "0.model.embeddings..." -> the student's "0.sub_modules.<route>.0.model..."
+    route = {r: {k.split(f"sub_modules.{r}.", 1)[1]: v for k, v in student.state_dict().items()
+                 if f"sub_modules.{r}." in k} for r in ("query", "document")}
+    doc, query = route["document"], route["query"]
+    assert doc.keys() == query.keys() == t_params.keys()
+    assert all(torch.equal(doc[k], t_params[k]) for k in doc)  # frozen route: bit-identical
+    moved = [k for k in query if not torch.equal(query[k], t_params[k])]
+    assert len(moved) > len(query) // 2, moved  # the query route trained (most tensors changed)
+    s_q, t_q = encode_queries(student, trained["raw"]), encode_queries(teacher, trained["raw"])
+    cos = np.sum(s_q * t_q, axis=1)
+    assert 1.0 - cos.mean() > 2e-3, cos.mean()  # a measurable move of the query embeddings
 
 
 def test_student_moves_raw_queries_toward_expanded_teacher_embeddings(trained):
@@ -73,7 +97,7 @@ def test_expansion_is_cached_and_oracle_expansion_helps_the_base_encoder(trained
 def test_same_seed_same_student(trained, tmp_path):
     """Same config and seed -> the same weights, hence the same numbers, on CPU."""
     root = trained["root"]
-    rows = (trained["raw"][:16], trained["positives"][:16], trained["targets"][:16])
+    rows = (trained["raw"][:16], trained["targets"][:16], trained["doc_emb"][:16])
     for name in ("a", "b"):
         train_student(root / "teacher", *rows, StudentSpec(alpha=0.8, **trained["fast"]), tmp_path / name)
     a = encode_queries(load_encoder(str(tmp_path / "a"), 128), trained["raw"][:8])

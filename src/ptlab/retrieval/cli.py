@@ -18,7 +18,8 @@ CONFIG_HELP = "YAML config (a SoftQEConfig; see configs/softqe.yaml)"
 
 def load_softqe_config(config: Optional[Path], overrides: list[str], quick: bool = False):
     from ptlab.config import load_config
-    from ptlab.retrieval.study import SoftQEConfig, quick as quick_variant
+    from ptlab.retrieval.study import SoftQEConfig
+    from ptlab.retrieval.study import quick as quick_variant
 
     cfg = load_config(SoftQEConfig, config, overrides)
     return quick_variant(cfg) if quick else cfg
@@ -84,11 +85,13 @@ def register(app: typer.Typer) -> None:
     @retrieval.command("train")
     def train_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
                   overrides: list[str] = typer.Argument(None), quick: bool = typer.Option(False, "--quick")) -> None:
-        """Train the teacher and the SoftQE student (cached); print their directories."""
+        """Train the teacher and the SoftQE students, one per alpha (cached); print their directories."""
         from ptlab.retrieval.study import prepare
 
         p = prepare(load_softqe_config(config, overrides or [], quick))
-        print(f"teacher: {p.teacher_dir}\nstudent: {p.student_dir}")
+        print(f"teacher: {p.teacher_dir}")
+        for alpha, folder in p.student_dirs.items():
+            print(f"student alpha={alpha:g}: {folder}")
 
     @retrieval.command("evaluate")
     def evaluate_cmd(
@@ -121,10 +124,10 @@ def register(app: typer.Typer) -> None:
 def add_study_commands(study: typer.Typer) -> None:
     @study.command("softqe")
     def softqe(config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-               overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. student.alpha=0.7"),
+               overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. student.alpha=[0,0.7]"),
                quick: bool = typer.Option(False, "--quick", help="a few-minute variant (small splits)"),
                out: Optional[Path] = typer.Option(None, "--out", "-o", help="report folder")) -> None:
-        """SoftQE: base, base + LLM expansion, teacher, SoftQE student; in- and out-of-domain; latency; report."""
+        """SoftQE: base, base + LLM expansion, teacher, SoftQE students (one per alpha); in- and out-of-domain; latency; report."""
         from ptlab.fingerprint import fingerprint
         from ptlab.paths import cache_dir
         from ptlab.retrieval.study import run_study

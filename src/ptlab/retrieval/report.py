@@ -37,6 +37,23 @@ def results_dict(results: dict[str, CollectionResult]) -> dict:
     return out
 
 
+def _training(training: dict | None) -> list[str]:
+    if not training:
+        return []
+    rows = [("teacher (q+, p+)", training.get("teacher"))]
+    rows += [(f"SoftQE α={a}", info) for a, info in training.get("students", {}).items()]
+    lines = [(f"Training data: {training['train_queries']} SQuAD train queries for the students, "
+              f"the first {training['teacher_queries']} of them for the teacher."), "",
+             "| model | rows | epochs | batch | lr | steps | mean train loss | train s |", "|---|---|---|---|---|---|---|---|"]
+    for name, info in rows:
+        if not info:
+            lines.append(f"| {name} | (trained before train_info.json existed) | | | | | | |")
+            continue
+        lines.append(f"| {name} | {info.get('rows', info.get('pairs'))} | {info['epochs']:g} | {info['batch_size']} | "
+                     f"{info['learning_rate']:g} | {info['steps']} | {info['train_loss']:.3f} | {info['seconds']:.0f} |")
+    return lines + [""]
+
+
 def markdown(results: dict[str, CollectionResult], summary: dict) -> str:
     exp = summary["expansion"]
     lines = [
@@ -46,7 +63,12 @@ def markdown(results: dict[str, CollectionResult], summary: dict) -> str:
         f"Expansion source: `{exp['backend']}:{exp['model']}`"
         + (" -- a simulated oracle LLM (see ptlab.retrieval.simulated), not a real LLM." if exp["backend"].startswith("simulated") else "."),
         "",
+        ("SoftQE α=a: the query encoder starts from the teacher and learns raw queries with "
+         "a·MSE(student(q), teacher(q+)) + (1−a)·contrastive(student(q), doc(p+)); documents stay the teacher's. "
+         "α=0 is the same training without distillation (the fair baseline); α=1 is distillation only."),
+        "",
     ]
+    lines += _training(summary.get("training"))
     for label, res in results.items():
         measures = list(next(iter(res.systems.values())).means)
         lines += [f"## {label}: {res.n_queries} queries, {res.n_docs} documents", ""]
@@ -81,6 +103,9 @@ def markdown(results: dict[str, CollectionResult], summary: dict) -> str:
             "",
         ]
     lines += ["## Timings (s)", "", " ".join(f"{k}={v}" for k, v in summary["timings_s"].items()), "",
+              (f"Wall clock with {summary.get('config', {}).get('threads', '?')} threads; 1-minute load average at "
+               f"the end {summary.get('load_average', 'n/a')} on {summary.get('cpu_count', '?')} CPUs (other work on "
+               "the machine inflates these). Cached steps show ~0."), "",
               "![figure](figure.png)", ""]
     return "\n".join(lines)
 
@@ -91,13 +116,17 @@ def figure(results: dict[str, CollectionResult], path: Path, measure: str = "nDC
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
+    width = max(5.5, 0.75 * max(len(r.systems) for r in results.values()))
+    fig, axes = plt.subplots(1, len(results), figsize=(width * len(results), 4), squeeze=False)
     for ax, (label, res) in zip(axes[0], results.items()):
         names = list(res.systems)
         ivs = [res.systems[n].means[measure] for n in names]
         means = [iv.mean * 100 for iv in ivs]
         err = [[(iv.mean - iv.low) * 100 for iv in ivs], [(iv.high - iv.mean) * 100 for iv in ivs]]
-        colors = ["#999999", "#e3a33b", "#5b8bd0", "#9bb7e0", "#2f9e5a"][: len(names)]
+        fixed = {"base": "#999999", "base + LLM exp.": "#e3a33b", "teacher (q+)": "#5b8bd0", "teacher (q)": "#9bb7e0"}
+        greens = plt.get_cmap("Greens")
+        students = [n for n in names if n not in fixed]
+        colors = [fixed.get(n) or greens(0.45 + 0.5 * students.index(n) / max(1, len(students) - 1)) for n in names]
         ax.bar(range(len(names)), means, yerr=err, capsize=4, color=colors)
         ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=8)
         ax.set_title(f"{label} (n={res.n_queries})", fontsize=10)

@@ -13,6 +13,7 @@ import typer
 STUDY_MODULES = [
     "ptlab.retrieval.cli",
     "ptlab.studies.spurious_cli",
+    "ptlab.studies.budget_cli",
 ]
 
 

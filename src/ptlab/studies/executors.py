@@ -4,6 +4,8 @@ Each executor yields `(plan, result)` as cells finish; the study's main process
 stores results, so only one process writes the database. Every cell sets its
 own torch thread count (`threads`), which is what makes results independent of
 the executor. Progress events `(cell_id, phase)` reach the caller's callback.
+`runner(plan, events)` runs one cell (default: the spurious study's `run_cell`;
+another study passes its own picklable, module-level function).
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from ptlab.studies.steps import run_cell
 Events = Callable[[str, str], None]
 
 
-def sequential(plans: list[CellPlan], workers: int, events: Events, **_) -> Iterator[tuple[CellPlan, dict]]:
+def sequential(plans: list[CellPlan], workers: int, events: Events, runner=run_cell, **_) -> Iterator[tuple[CellPlan, dict]]:
     for plan in plans:
         events(plan.cell.cell_id, "start")
-        yield plan, run_cell(plan, events)
+        yield plan, runner(plan, events)
 
 
 class _QueueEvents:
@@ -47,7 +49,7 @@ def _drain(q, events: Events, stop: threading.Event) -> None:
             return
 
 
-def processes(plans: list[CellPlan], workers: int, events: Events, **_) -> Iterator[tuple[CellPlan, dict]]:
+def processes(plans: list[CellPlan], workers: int, events: Events, runner=run_cell, **_) -> Iterator[tuple[CellPlan, dict]]:
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager:
         q = manager.Queue()
@@ -63,7 +65,7 @@ def processes(plans: list[CellPlan], workers: int, events: Events, **_) -> Itera
                     while todo and len(pending) < workers:  # submit lazily so start events mean "running"
                         plan = todo.pop(0)
                         events(plan.cell.cell_id, "start")
-                        pending[pool.submit(run_cell, plan, sink)] = plan
+                        pending[pool.submit(runner, plan, sink)] = plan
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in done:
                         yield pending.pop(fut), fut.result()
@@ -73,7 +75,7 @@ def processes(plans: list[CellPlan], workers: int, events: Events, **_) -> Itera
 
 
 def ray_executor(plans: list[CellPlan], workers: int, events: Events, address: str | None = None,
-                 threads: int = 1, **_) -> Iterator[tuple[CellPlan, dict]]:
+                 threads: int = 1, runner=run_cell, **_) -> Iterator[tuple[CellPlan, dict]]:
     try:
         import ray
     except ImportError:
@@ -81,7 +83,7 @@ def ray_executor(plans: list[CellPlan], workers: int, events: Events, address: s
     if not ray.is_initialized():
         ray.init(address=address, num_cpus=None if address else workers * threads, include_dashboard=False,
                  log_to_driver=False)
-    remote = ray.remote(num_cpus=threads)(run_cell)
+    remote = ray.remote(num_cpus=threads)(runner)
     pending = {}
     todo = list(plans)
     while todo or pending:

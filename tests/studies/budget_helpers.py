@@ -1,0 +1,40 @@
+"""Shared by the budget-study tests: a tiny config and a one-shot in-process `ptlab` runner."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+from ptlab.config import validate
+from ptlab.studies.budget_config import BudgetStudyConfig
+
+TINY_BUDGET = {
+    "model": "tiny-test",
+    "executor": "sequential",
+    "axes": {"seed_size": [4], "budget": [4, 16, 48], "seed": [0]},
+    "data": {"n_eval": 8},
+    "train": {"batch_size": 8, "epochs": 1},
+    "eval": {"max_new_tokens": 4},
+}
+
+
+def budget_config(out, **sections) -> BudgetStudyConfig:
+    data = copy.deepcopy(TINY_BUDGET)
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    data["output_dir"] = str(out)
+    return validate(BudgetStudyConfig, data)
+
+
+def run_ptlab(monkeypatch, capsys, *args):
+    """`ptlab ARGS` through `ptlab.cli.main` in this process: (exit code, stdout, stderr)."""
+    from ptlab.cli import main
+
+    monkeypatch.setattr("sys.argv", ["ptlab", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)

@@ -1,0 +1,62 @@
+"""The budget study's grid: cells, references, fingerprints shared and kept apart, config errors."""
+
+import pytest
+
+from ptlab.errors import ConfigError
+from ptlab.studies.budget_cells import expand, plan_cell
+from ptlab.studies.budget_config import check_config
+
+from .budget_helpers import budget_config
+
+
+def test_grid_expands_sizes_budgets_strategies_seeds_and_references(tmp_path):
+    cfg = budget_config(tmp_path, axes={"seed_size": [4, 8], "budget": [4, 16], "seed": [0, 1]})
+    cells = expand(cfg)
+    ids = [c.cell_id for c in cells]
+    assert len(ids) == len(set(ids)) == 1 + 2 * 2 * (1 + 3 * 2)
+    assert ids[0] == "math.base"
+    assert "math.S8.Q16.new_question.s1" in ids and "math.S4.Q0.seeds_only.s0" in ids
+    c = next(c for c in cells if c.cell_id == "math.S8.Q16.new_question.s1")
+    assert c.ratio == 2.0
+    row = c.store_row()
+    assert (row["artifact"], row["feature"], row["rate"], row["algorithm"]) == ("new_question", "S8", 2.0, "sft")
+    assert len(expand(budget_config(tmp_path, references=False))) == 3 * 3
+
+
+def test_fingerprints_share_eval_data_and_separate_everything_else(tmp_path):
+    cfg = budget_config(tmp_path, axes={"seed_size": [4, 8], "budget": [4, 16], "seed": [0, 1]})
+    plans = {p.cell.cell_id: p for p in (plan_cell(cfg, c, tmp_path, "/m") for c in expand(cfg))}
+    evals = {p.eval_files["eval_id"].path for p in plans.values()}
+    assert len(evals) == 1  # one held-out split for every cell
+    for kind in ("synth", "train", "eval"):
+        steps = [getattr(p, kind) for p in plans.values() if getattr(p, kind) is not None]
+        assert len({s.fingerprint for s in steps}) == len(steps), kind
+    again = {p.cell.cell_id: p for p in (plan_cell(cfg, c, tmp_path, "/m") for c in expand(cfg))}
+    assert all(again[k].config_hash == p.config_hash for k, p in plans.items())
+    # transport-only teacher settings do not change the data; the error rate does
+    a = plans["math.S4.Q16.answer_augmentation.s0"]
+    quiet = budget_config(tmp_path, axes={"seed_size": [4]}, teacher={"backend": "simulated", "model": "math",
+                                                                       "concurrency": 3, "cache": False})
+    b = next(plan_cell(quiet, c, tmp_path, "/m") for c in expand(quiet) if c.cell_id == a.cell.cell_id)
+    assert b.synth.fingerprint == a.synth.fingerprint
+    noisy = budget_config(tmp_path, teacher={"backend": "simulated", "model": "math", "error_rate": 0.3})
+    c = next(plan_cell(noisy, c, tmp_path, "/m") for c in expand(noisy) if c.cell_id == a.cell.cell_id)
+    assert c.synth.fingerprint != a.synth.fingerprint
+    seeds_only = [p for k, p in plans.items() if "seeds_only" in k]
+    assert all(p.synth_args["strategy"] is None for p in seeds_only)
+    assert plans["math.base"].train is None and plans["math.base"].synth is None
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"axes": {"budget": [0, 4]}}, "axes.budget"),
+    ({"axes": {"strategy": ["more_answers"]}}, "axes.strategy"),
+    ({"axes": {"seed": []}}, "axes.seed"),
+    ({"synth": {"queries": 5}}, "synth.queries"),
+    ({"synth": {"temperatur": 0.5}}, "synth"),
+    ({"teacher": {"backend": "simulated", "model": "docqa"}}, "teacher.model"),
+    ({"teacher": {"backend": "hf", "model": "tiny-test"}}, "seeds.source"),
+])
+def test_bad_configs_fail_before_any_work_with_the_field_named(tmp_path, change, field):
+    with pytest.raises(ConfigError) as e:
+        check_config(budget_config(tmp_path, **change))
+    assert str(e.value).startswith(field) and "\n" not in str(e.value)

@@ -1,0 +1,143 @@
+"""The budget study end to end on `tiny-test`: files, rows, accounting, report, resume, `ptlab advise`."""
+
+import json
+import shutil
+
+import pytest
+
+from ptlab.store import ResultStore
+from ptlab.studies.budget import run_budget_study
+
+from .budget_helpers import budget_config, run_ptlab
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("budget") / "s"
+    run = run_budget_study(budget_config(out), quiet=True)
+    return out, run
+
+
+def test_study_writes_cells_rows_and_exact_teacher_accounting(study):
+    out, run = study
+    assert run.cells == run.ran == 1 + 1 + 3 * 3 and run.skipped == 0
+    assert {"study.json", "results.sqlite", "results.csv", "runs.jsonl", "synth", "train", "eval", "data"} <= {
+        p.name for p in out.iterdir()}
+    df = ResultStore(out / "results.sqlite", create=False).results()
+    m = df.pivot_table(index="cell_id", columns="metric", values="value", aggfunc="first")
+    assert (m["eval_id/n"] == 8).all() and m["eval_id/accuracy"].between(0, 1).all()
+    aa = m.loc["math.S4.Q16.answer_augmentation.s0"]
+    assert aa["synth/rows"] == 16 and aa["synth/queries_used"] == 16 and aa["teacher/paid"] == 16
+    nq = m.loc["math.S4.Q48.new_question.s0"]
+    assert nq["synth/queries_used"] <= 48 and nq["teacher/paid"] == nq["synth/queries_used"]
+    assert nq["synth/rows"] <= 48 // 3
+    qr = m.loc["math.S4.Q4.question_rephrase.s0"]
+    assert qr["synth/rows"] == 2 and qr["teacher/requests"] == 4
+    assert m.loc["math.S4.Q0.seeds_only.s0", "synth/rows"] == 4
+    assert m.loc["math.S4.Q0.seeds_only.s0", "teacher/requests"] == 0
+    strategies = [c for c in m.index if ".Q" in c and "seeds_only" not in c]
+    assert sum(m.loc[strategies, "teacher/paid"]) == run.teacher["paid"] == run.teacher["requests"]
+    ex = ResultStore(out / "results.sqlite", create=False).examples()
+    assert ex.groupby("cell_id")["example_id"].apply(tuple).nunique() == 1  # the same eval examples everywhere
+    rows = [json.loads(line) for line in next((out / "synth").glob("*/data.jsonl")).read_text().splitlines()]
+    assert all({"prompt", "completion", "strategy", "seed_id"} <= set(r) for r in rows)
+
+
+def test_report_has_curves_table_and_crossover(study):
+    from ptlab.report.budget import write_report
+
+    out, _ = study
+    md = write_report(out)
+    files = {p.name for p in md.parent.iterdir()}
+    assert {"report.md", "report.html", "curves.png", "difference.png", "table.md", "conditions.csv",
+            "crossover.json"} <= files
+    text = md.read_text()
+    assert "Does ptlab's study reproduce" in text and "|S| = 4:" in text
+    summary = json.loads((md.parent / "crossover.json").read_text())
+    assert summary["crossovers"][0]["status"] in ("crossover", "always", "none")
+    assert summary["crossovers"][0]["ratios"] == [1.0, 4.0, 12.0]
+    assert any(w in summary["verdict"] for w in ("Reproduced", "Same direction", "Not reproduced"))
+
+
+def test_rerun_after_deleting_one_eval_output_reevaluates_only_that_cell_and_pays_nothing(tmp_path):
+    out = tmp_path / "s"
+    cfg = budget_config(out, axes={"budget": [4, 16]})
+    first = run_budget_study(cfg, quiet=True)
+    assert first.teacher["paid"] > 0
+    before = ResultStore(out / "results.sqlite", create=False).results().set_index(["cell_id", "metric"])["value"]
+    target = "math.S4.Q16.new_question.s0"
+    manifest = json.loads((out / "study.json").read_text())
+    assert target in {c["cell_id"] for c in manifest["cells"]}
+    from ptlab.studies.budget import prepare
+
+    plan = next(p for p in prepare(cfg)[1] if p.cell.cell_id == target)
+    shutil.rmtree(plan.eval.path)
+    synth_mtime = (plan.synth.path / "data.jsonl").stat().st_mtime
+    again = run_budget_study(cfg, quiet=True)
+    assert again.ran_ids == [target] and again.skipped == again.cells - 1
+    assert again.teacher["paid"] == 0 and again.teacher["requests"] == 0  # no teacher call paid twice
+    assert (plan.synth.path / "data.jsonl").stat().st_mtime == synth_mtime
+    after = ResultStore(out / "results.sqlite", create=False).results().set_index(["cell_id", "metric"])["value"]
+    keep = ~after.index.get_level_values("metric").str.startswith("time/")
+    assert after[keep].sort_index().equals(before[before.index.isin(after[keep].index)].sort_index())
+    log = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert log[-1]["ran"] == [target] and log[-1]["teacher"]["paid"] == 0
+    assert run_budget_study(cfg, quiet=True).ran == 0
+
+
+def test_a_real_teachers_replies_come_from_the_durable_cache_on_rerun(tmp_path, monkeypatch):
+    monkeypatch.setenv("PTLAB_HOME", str(tmp_path / "home"))
+    out = tmp_path / "s"
+    cfg = budget_config(out, references=False, teacher={"backend": "hf", "model": "tiny-test"},
+                        seeds={"source": "task"}, synth={"max_tokens": 8},
+                        axes={"seed_size": [2], "budget": [4], "strategy": ["answer_augmentation"]})
+    first = run_budget_study(cfg, quiet=True)
+    assert first.teacher["paid"] == 4 and first.teacher["cached"] == 0
+    for step in ("synth", "eval"):  # lose the cell's data and evaluation: the teacher is asked again
+        shutil.rmtree(out / step)
+    again = run_budget_study(cfg, quiet=True)
+    assert again.ran == 1
+    assert again.teacher["requests"] == 4 and again.teacher["cached"] == 4 and again.teacher["paid"] == 0
+
+
+def test_advise_from_results_and_from_defaults(study, monkeypatch, capsys):
+    from ptlab.advise import DEFAULT_CROSSOVER, advise
+
+    out, _ = study
+    low = advise(100, 100)
+    assert low.strategy == "answer_augmentation" and low.source == "default" and low.crossover == DEFAULT_CROSSOVER
+    assert advise(10, 10 * int(DEFAULT_CROSSOVER)).strategy == "new_question"
+    assert advise(10, 1000, weak_teacher=True).strategy == "question_rephrase"
+    measured = advise(4, 400, results=out)
+    assert measured.source == str(out) and "measured at |S| = 4" in measured.reason
+    assert measured.strategy in ("answer_augmentation", "new_question")
+    done = run_ptlab(monkeypatch, capsys, "advise", "--seed-size", "50", "--budget", "5000", "--results", str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("recommended: ") and "(the measured size nearest to 50)" in done.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--seed-size", "0", "--budget", "10"], "--seed-size"),
+    (["--seed-size", "5", "--budget", "0"], "--budget"),
+    (["--seed-size", "5", "--budget", "10", "--results", "/nonexistent/budget-study"], "not found"),
+])
+def test_advise_bad_input_is_one_line_and_exit_2(monkeypatch, capsys, args, needle):
+    done = run_ptlab(monkeypatch, capsys, "advise", *args)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and needle in done.stderr and done.stderr.startswith("error: ")
+
+
+def test_advise_refuses_a_directory_that_is_not_a_budget_study(tmp_path, monkeypatch, capsys):
+    (tmp_path / "study.json").write_text(json.dumps({"format": "ptlab-study-spurious/1"}))
+    done = run_ptlab(monkeypatch, capsys, "advise", "--seed-size", "5", "--budget", "10", "--results", str(tmp_path))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "not a budget study" in done.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = run_ptlab(monkeypatch, capsys, "advise", "--seed-size", "5", "--budget", "10", "--results", str(empty))
+    assert done.returncode == 2 and "no study.json" in done.stderr
+
+
+def test_study_cli_quick_overrides_and_bad_override(tmp_path, monkeypatch, capsys):
+    done = run_ptlab(monkeypatch, capsys, "study", "budget", "--quick", f"output_dir={tmp_path / 'q'}",
+                     "axes.budget=[0]")
+    assert done.returncode == 2 and done.stderr.startswith("error: axes.budget") and done.stderr.count("\n") == 1
