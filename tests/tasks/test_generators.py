@@ -111,6 +111,18 @@ def test_docqa_answer_is_in_the_document_and_rejected_quotes_a_distractor():
         assert wrong in doc and wrong != ex.answer
 
 
+def test_docqa_facts_in_a_document_never_share_a_value():
+    """People and rivers come from closed lists: a repeated name would make a distractor's span correct."""
+    from ptlab.tasks.docqa import DocQAKnobs, sample_facts
+
+    rng = __import__("random").Random(0)
+    knobs = DocQAKnobs(facts=6, min_distractors=8, max_distractors=8)
+    for relation in ("founder", "mayor", "river"):
+        for _ in range(200):
+            values = [f["v"] for f in sample_facts(rng, knobs, relation, 8)["facts"]]
+            assert len(values) == len(set(values))
+
+
 @pytest.mark.parametrize(
     "name, knobs, match",
     [

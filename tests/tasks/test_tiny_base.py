@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ptlab.models.tiny_base import SPEC, PretrainSpec, build_tiny_base, lr_at, packed_blocks
+from ptlab.tasks.base import TASKS_VERSION
 
 
 def test_tiny_is_registered_with_a_versioned_builder():
@@ -14,7 +15,7 @@ def test_tiny_is_registered_with_a_versioned_builder():
 
     assert "tiny" in available() and "Pretrained" in available()["tiny"]
     assert TINY_BUILDERS["tiny"] is build_tiny_base
-    assert "tasks-v1" in build_tiny_base.version and f"steps={SPEC.steps}" in build_tiny_base.version
+    assert TASKS_VERSION in build_tiny_base.version and f"steps={SPEC.steps}" in build_tiny_base.version
 
 
 def test_packed_blocks_are_deterministic_and_separated_by_eos():

@@ -152,13 +152,7 @@ def write_report(root: str | Path, out: str | Path | None = None) -> Path:
     root = Path(root)
     out = Path(out) if out else root / "report"
     doc, res, summary = build_document(root)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, png in doc.images.items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_bytes(png)
-        tmp.replace(out / name)
-    write_text(out / "report.md", doc.markdown())
-    write_text(out / "report.html", doc.html())
+    doc.write(out)
     write_text(out / "table.md", _md_table(res) + "\n")
     _, cells, outcomes = load(root)
     write_text(out / "conditions.csv", condition_table(cells, outcomes).to_csv(index=False))

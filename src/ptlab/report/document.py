@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -62,6 +63,18 @@ class Document:
                              f"<figcaption class='note'>{html.escape(body[1])}</figcaption></figure>")
         parts.append("</body></html>")
         return "\n".join(parts)
+
+    def write(self, out: Path) -> None:
+        """`report.md` with its PNGs beside it, and `report.html`, each file replaced atomically."""
+        from ptlab.atomic import write_text
+
+        out.mkdir(parents=True, exist_ok=True)
+        for name, png in self.images.items():
+            tmp = out / f".{name}.tmp"
+            tmp.write_bytes(png)
+            tmp.replace(out / name)
+        write_text(out / "report.md", self.markdown())
+        write_text(out / "report.html", self.html())
 
 
 def _inline(text: str) -> str:

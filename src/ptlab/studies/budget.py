@@ -25,14 +25,14 @@ from ptlab.atomic import write_json
 from ptlab.errors import ConfigError
 from ptlab.fingerprint import fingerprint
 from ptlab.store import ResultStore, package_versions
+from ptlab.studies import manifest
 from ptlab.studies.budget_cells import CELL_VERSION, BudgetPlan, expand, plan_cell
 from ptlab.studies.budget_config import BudgetStudyConfig, check_config
 from ptlab.studies.budget_steps import ACCOUNT_KEYS, ensure_eval_rows
 from ptlab.studies.progress import StudyProgress
-from ptlab.studies.spurious import _diff
 
 STUDY_FORMAT = "ptlab-study-budget/1"
-MANIFEST = "study.json"
+MANIFEST = manifest.MANIFEST
 DB = "results.sqlite"
 
 
@@ -49,31 +49,11 @@ class BudgetRun:
 
 def read_manifest(root: Path) -> dict | None:
     """The manifest of a budget study at `root`, None when there is none; ConfigError for anything else."""
-    manifest = Path(root) / MANIFEST
-    if not manifest.is_file():
-        return None
-    try:
-        old = json.loads(manifest.read_text())
-    except json.JSONDecodeError:
-        raise ConfigError(f"{manifest}: unreadable study manifest") from None
-    if old.get("format") != STUDY_FORMAT or old.get("cell_version") != CELL_VERSION:
-        raise ConfigError(f"{root}: not a budget study of this ptlab ({old.get('format')}, {old.get('cell_version')}; "
-                          f"expected {STUDY_FORMAT}, {CELL_VERSION})")
-    return old
+    return manifest.read_manifest(root, STUDY_FORMAT, CELL_VERSION)
 
 
 def check_results_dir(root: Path, cfg: BudgetStudyConfig) -> dict | None:
-    old = read_manifest(root)
-    if old is None:
-        if root.is_dir() and any(root.iterdir()):
-            raise ConfigError(f"output_dir {root}: not empty and not a ptlab study directory (no {MANIFEST}); "
-                              "choose another output_dir")
-        return None
-    if old.get("fixed_hash") != fingerprint(cfg.fixed()):
-        changed = ", ".join(_diff(old.get("fixed", {}), cfg.fixed())) or "?"
-        raise ConfigError(f"output_dir {root}: holds a study with different fixed settings ({changed}); "
-                          "choose another output_dir")
-    return old
+    return manifest.check_results_dir(root, STUDY_FORMAT, CELL_VERSION, cfg.fixed())
 
 
 def prepare(cfg: BudgetStudyConfig) -> tuple[Path, list[BudgetPlan]]:

@@ -12,7 +12,6 @@ or a directory from an incompatible version are refused before any work.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +20,13 @@ from ptlab.atomic import write_json
 from ptlab.errors import ConfigError
 from ptlab.fingerprint import fingerprint
 from ptlab.store import ResultStore, package_versions
+from ptlab.studies import manifest
 from ptlab.studies.cells import CELL_VERSION, CellPlan, expand, plan_cell
 from ptlab.studies.progress import StudyProgress
 from ptlab.studies.spurious_config import StudyConfig, check_config
 
 STUDY_FORMAT = "ptlab-study-spurious/1"
-MANIFEST = "study.json"
+MANIFEST = manifest.MANIFEST
 DB = "results.sqlite"
 
 
@@ -39,37 +39,9 @@ class StudyRun:
     wall_s: float
 
 
-def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(a) | set(b)):
-        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
-            out += _diff(a[k], b[k], f"{prefix}{k}.")
-        elif a.get(k) != b.get(k):
-            out.append(f"{prefix}{k}")
-    return out
-
-
 def check_results_dir(root: Path, cfg: StudyConfig) -> dict | None:
     """The existing manifest if `root` holds a compatible study; a ConfigError if it holds anything else."""
-    manifest = root / MANIFEST
-    if not manifest.is_file():
-        if root.is_dir() and any(root.iterdir()):
-            raise ConfigError(f"output_dir {root}: not empty and not a ptlab study directory (no {MANIFEST}); "
-                              "choose another output_dir")
-        return None
-    try:
-        old = json.loads(manifest.read_text())
-    except json.JSONDecodeError:
-        raise ConfigError(f"{manifest}: unreadable study manifest; choose another output_dir") from None
-    if old.get("format") != STUDY_FORMAT or old.get("cell_version") != CELL_VERSION:
-        raise ConfigError(f"output_dir {root}: made by an incompatible ptlab ({old.get('format')}, "
-                          f"{old.get('cell_version')}; this one writes {STUDY_FORMAT}, {CELL_VERSION}); "
-                          "choose another output_dir")
-    if old.get("fixed_hash") != fingerprint(cfg.fixed()):
-        changed = ", ".join(_diff(old.get("fixed", {}), cfg.fixed())) or "?"
-        raise ConfigError(f"output_dir {root}: holds a study with different fixed settings ({changed}); "
-                          "finished cells are never overwritten — choose another output_dir")
-    return old
+    return manifest.check_results_dir(root, STUDY_FORMAT, CELL_VERSION, cfg.fixed())
 
 
 def prepare(cfg: StudyConfig) -> tuple[Path, list[CellPlan]]:

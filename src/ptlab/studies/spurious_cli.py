@@ -11,8 +11,8 @@ import typer
 QUICK = {
     "output_dir": "runs/study-spurious-quick",
     "axes": {"seed": [0]},
-    "data": {"n_train": 256, "n_eval": 100, "n_pairs": 32},
-    "train": {"max_steps": 16},
+    "data": {"n_train": 320, "n_eval": 100, "n_pairs": 32},
+    "train": {"max_steps": 24},
 }
 
 

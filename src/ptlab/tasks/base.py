@@ -20,7 +20,7 @@ from ptlab.errors import ConfigError
 from ptlab.tasks import spurious as sp
 
 SPLITS = ("train", "eval_id", "eval_break")
-TASKS_VERSION = "tasks-v1"  # bump when generators change what a seed produces (invalidates cached data and `tiny`)
+TASKS_VERSION = "tasks-v3"  # bump when generators change what a seed produces (invalidates cached data and `tiny`)
 STYLES = ("plain", "verbose")
 
 

@@ -12,14 +12,16 @@ import random
 TASK_NAMES = ("math", "instruct", "docqa")
 
 
-def pretrain_texts(n_per_task: int, seed: int = 0, wrong_rate: float = 0.25, knobs: dict | None = None) -> list[str]:
-    """prompt + response texts from every task, interleaved deterministically."""
+def pretrain_texts(n_per_task: int, seed: int = 0, wrong_rate: float = 0.25, knobs: dict | None = None,
+                   weights: dict[str, float] | None = None) -> list[str]:
+    """prompt + response texts from every task (`n_per_task` x the task's weight), interleaved deterministically."""
     from ptlab.tasks import get_task
 
     rng = random.Random(f"pretrain|{seed}")
     texts = []
     for name in TASK_NAMES:
-        for ex in get_task(name).generate(n_per_task, seed=seed + 1000, split="train", **(knobs or {}).get(name, {})):
+        n = round(n_per_task * (weights or {}).get(name, 1.0))
+        for ex in get_task(name).generate(n, seed=seed + 1000, split="train", **(knobs or {}).get(name, {})):
             texts.append(ex.prompt + (ex.rejected if rng.random() < wrong_rate else ex.chosen))
     rng.shuffle(texts)
     return texts

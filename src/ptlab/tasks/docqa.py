@@ -1,7 +1,11 @@
 """`docqa`: questions answered from a generated document about fictional towns.
 
-Names are built from random syllables, so no prior knowledge can help: the
-answer must come from the document. Each document mixes facts about the
+Town names are built from random syllables and every fact is drawn at random,
+so no prior knowledge can help: the answer must come from the document. People
+and rivers come from fixed name lists (one word each), so answering is finding
+the right sentence and copying a short span: a model of about a million
+parameters learns that copying within minutes of pretraining, where random
+four-syllable names kept it at the floor. Each document mixes facts about the
 asked-about town with distractors — the same relation for other towns, and
 other relations of the same town whose values have the same type. The
 response ends with `Final answer: <span>`; the verifier scores normalised
@@ -24,6 +28,10 @@ from ptlab.tasks.base import Example, Task, pick, verbosity_feature
 
 SYLLABLES = ["zor", "vik", "bran", "now", "tel", "mar", "quin", "dal", "ost", "ra", "kel", "fen", "lur", "ith",
              "mo", "sab", "gry", "pel", "tov", "un", "ar", "ves", "cor", "lin", "hal", "dre", "nik", "sul"]
+PEOPLE = ["Ada", "Bruno", "Cora", "Dario", "Elsa", "Felix", "Greta", "Hugo", "Iris", "Jonas", "Kira", "Leo",
+          "Mira", "Nils", "Olga", "Pavel", "Rosa", "Sven", "Tara", "Viktor", "Wanda", "Yuri", "Zelda", "Omar"]
+RIVERS = ["Amber", "Birch", "Cinder", "Dusk", "Ember", "Fern", "Glen", "Heron", "Ivy", "Jade", "Kestrel", "Lark",
+          "Moss", "Otter", "Reed", "Sable", "Thorn", "Vale", "Willow", "Wren"]
 GOODS = ["copper", "wool", "salt", "glass", "amber", "tea", "silk", "timber", "honey", "tin", "pottery", "rope"]
 
 # relation -> (question, canonical sentence (shares the question's wording), paraphrase, value kind)
@@ -67,19 +75,20 @@ def _word(rng: random.Random, parts: int) -> str:
 
 def value(kind: str, rng: random.Random) -> str:
     if kind == "person":
-        return f"{_word(rng, 2)} {_word(rng, 2)}"
+        return pick(rng, PEOPLE)
     if kind == "year":
         return str(rng.randint(1100, 1950))
     if kind == "river":
-        return _word(rng, 2)
+        return pick(rng, RIVERS)
     if kind == "good":
         return pick(rng, GOODS)
     return f"{rng.randint(2, 99)},{rng.randint(0, 999):03d}"
 
 
-def other_value(relation: str, answer: str, rng: random.Random) -> str:
-    """A value of the relation's kind that differs from the answer (a distractor must be wrong)."""
-    while (v := value(RELATIONS[relation][3], rng)) == answer:
+def other_value(relation: str, answer: str, rng: random.Random, taken: set[str] = frozenset()) -> str:
+    """A value of the relation's kind that differs from the answer and from `taken` (a distractor must be wrong,
+    and with closed name lists two facts must not share a name, or a distractor's span would be right)."""
+    while (v := value(RELATIONS[relation][3], rng)) == answer or v in taken:
         pass
     return v
 
@@ -98,11 +107,13 @@ def sample_facts(rng: random.Random, knobs: DocQAKnobs, relation: str, n_distrac
     answer = value(RELATIONS[relation][3], rng)
     others = [r for r in RELATIONS if r != relation]
     facts = [{"e": town, "r": relation, "v": answer, "role": "answer", "canon": rng.random() < 0.5}]
+    taken = {answer}
     for r in rng.sample(others, min(knobs.facts - 1, len(others))):
-        facts.append({"e": town, "r": r, "v": value(RELATIONS[r][3], rng), "role": "fact", "canon": rng.random() < 0.5})
+        taken.add(v := other_value(r, answer, rng, taken))
+        facts.append({"e": town, "r": r, "v": v, "role": "fact", "canon": rng.random() < 0.5})
     for _ in range(n_distractors):  # the hardest distractors: the asked relation, another town
-        facts.append({"e": other_town(town, rng), "r": relation, "v": other_value(relation, answer, rng), "role": "distractor",
-                      "canon": rng.random() < 0.5})
+        taken.add(v := other_value(relation, answer, rng, taken))
+        facts.append({"e": other_town(town, rng), "r": relation, "v": v, "role": "distractor", "canon": rng.random() < 0.5})
     rng.shuffle(facts)
     return {"town": town, "relation": relation, "answer": answer, "facts": facts}
 
@@ -210,8 +221,9 @@ def _distractor(plan: sp.Plan, rng: random.Random) -> dict:
     ds = [f for f in plan["facts"] if f["role"] == "distractor"]
     if ds:
         return ds[0]
-    d = {"e": other_town(plan["town"], rng), "r": plan["relation"], "v": other_value(plan["relation"], plan["answer"], rng),
-         "role": "distractor", "canon": rng.random() < 0.5}
+    taken = {f["v"] for f in plan["facts"]}
+    d = {"e": other_town(plan["town"], rng), "r": plan["relation"],
+         "v": other_value(plan["relation"], plan["answer"], rng, taken), "role": "distractor", "canon": rng.random() < 0.5}
     plan["facts"].append(d)
     return d
 

@@ -1,0 +1,60 @@
+"""A study's results directory and its manifest (`study.json`), checked before any work.
+
+Every study writes the same manifest shape (format, cell version, the hash of
+its fixed settings, its cells) and refuses, before computing anything, a
+directory that holds something else: files that are not a study, a study of
+another kind or ptlab version, or the same study with different fixed settings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ptlab.errors import ConfigError
+from ptlab.fingerprint import fingerprint
+
+MANIFEST = "study.json"
+
+
+def changed_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            out += changed_keys(a[k], b[k], f"{prefix}{k}.")
+        elif a.get(k) != b.get(k):
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def read_manifest(root: Path, study_format: str, cell_version: str) -> dict | None:
+    """The manifest at `root`, None when there is none; ConfigError if it is unreadable or of another study."""
+    manifest = Path(root) / MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        old = json.loads(manifest.read_text())
+    except json.JSONDecodeError:
+        raise ConfigError(f"{manifest}: unreadable study manifest; choose another output_dir") from None
+    if old.get("format") != study_format or old.get("cell_version") != cell_version:
+        kind = study_format.split("/")[0].removeprefix("ptlab-study-")
+        raise ConfigError(f"output_dir {root}: not a {kind} study of this ptlab, or made by an incompatible one "
+                          f"({old.get('format')}, {old.get('cell_version')}; this one writes {study_format}, "
+                          f"{cell_version}); choose another output_dir")
+    return old
+
+
+def check_results_dir(root: Path, study_format: str, cell_version: str, fixed: dict) -> dict | None:
+    """The existing manifest if `root` holds a compatible study with these fixed settings; else a ConfigError."""
+    old = read_manifest(root, study_format, cell_version)
+    if old is None:
+        if root.is_dir() and any(root.iterdir()):
+            raise ConfigError(f"output_dir {root}: not empty and not a ptlab study directory (no {MANIFEST}); "
+                              "choose another output_dir")
+        return None
+    if old.get("fixed_hash") != fingerprint(fixed):
+        changed = ", ".join(changed_keys(old.get("fixed", {}), fixed)) or "?"
+        raise ConfigError(f"output_dir {root}: holds a study with different fixed settings ({changed}); "
+                          "finished cells are never overwritten — choose another output_dir")
+    return old
