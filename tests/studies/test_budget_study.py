@@ -43,11 +43,11 @@ def test_study_writes_cells_rows_and_exact_teacher_accounting(study):
     assert all({"prompt", "completion", "strategy", "seed_id"} <= set(r) for r in rows)
 
 
-def test_report_has_curves_table_and_crossover(study):
-    from ptlab.report.budget import write_report
-
+def test_report_has_curves_table_and_crossover(study, monkeypatch, capsys):
     out, _ = study
-    md = write_report(out)
+    done = run_ptlab(monkeypatch, capsys, "report", str(out))  # `ptlab report` knows a budget study by its manifest
+    assert done.returncode == 0, done.stderr
+    md = out / "report" / "report.md"
     files = {p.name for p in md.parent.iterdir()}
     assert {"report.md", "report.html", "curves.png", "difference.png", "table.md", "conditions.csv",
             "crossover.json"} <= files

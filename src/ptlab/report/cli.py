@@ -7,6 +7,21 @@ from typing import Optional
 import typer
 
 
+def _writer(root):
+    """The report writer for the kind of study in `root`, read from its manifest's format."""
+    import json
+
+    try:
+        kind = json.loads((root / "study.json").read_text()).get("format", "")
+    except (OSError, ValueError, AttributeError):
+        kind = ""  # the spurious writer names what is missing or unreadable
+    if kind.startswith("ptlab-study-budget"):
+        from ptlab.report.budget import write_report
+    else:
+        from ptlab.report.spurious import write_report
+    return write_report
+
+
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report_cmd(
@@ -14,12 +29,10 @@ def register(app: typer.Typer) -> None:
         out: Optional[str] = typer.Option(None, "--out", "-o", help="report folder (default: <study-dir>/report)"),
         export: Optional[str] = typer.Option(None, help="also export the results table to this .csv / .parquet"),
     ) -> None:
-        """Write report.md, report.html (figures embedded) and PNGs for a study directory."""
+        """Write report.md, report.html (figures embedded) and PNGs for a study directory (spurious or budget)."""
         from pathlib import Path
 
-        from ptlab.report.spurious import write_report
-
-        path = write_report(Path(study_dir), out)
+        path = _writer(Path(study_dir))(Path(study_dir), out)
         print((path.parent / "table.md").read_text())
         print(f"report: {path}  ({path.with_suffix('.html')})")
         if export:
