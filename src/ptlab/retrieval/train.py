@@ -83,7 +83,7 @@ def _args(spec: TrainSpec, out: str, **extra):
         num_train_epochs=spec.epochs,
         per_device_train_batch_size=spec.batch_size,
         learning_rate=spec.learning_rate,
-        warmup_ratio=spec.warmup_ratio,
+        warmup_steps=float(spec.warmup_ratio),  # a float in [0, 1) is a ratio (transformers v5)
         seed=spec.seed,
         data_seed=spec.seed,
         use_cpu=True,
