@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ptlab.atomic import write_json
-from ptlab.errors import ConfigError
 from ptlab.fingerprint import fingerprint
 from ptlab.store import ResultStore, package_versions
 from ptlab.studies import manifest
@@ -88,24 +87,12 @@ def write_manifest(root: Path, cfg: BudgetStudyConfig, plans: list[BudgetPlan], 
 
 
 class _Progress(StudyProgress):
-    def finished(self, cell_id: str, result: dict) -> None:
+    def line(self, cell_id: str, result: dict) -> str:
         m = result["metrics"]
         acc = next((v for k, v in m.items() if k.endswith("/accuracy")), float("nan"))
-        line = (f"{cell_id}: accuracy {acc:.3f}  rows {m.get('synth/rows', 0):.0f}  "
+        return (f"{cell_id}: accuracy {acc:.3f}  rows {m.get('synth/rows', 0):.0f}  "
                 f"paid {result['run_teacher']['paid']}  ({result['timings']['train_s']:.0f}s train, "
                 f"{result['timings']['eval_s']:.0f}s eval)")
-        with self.lock:
-            self.done += 1
-            if self.progress is not None:
-                task = self.cells.pop(cell_id, None)
-                if task is not None:
-                    self.progress.remove_task(task)
-                self.progress.update(self.study, advance=1)
-                self.progress.console.print(line)
-            elif self.enabled:
-                import sys
-
-                print(f"[{self.done}/{self.total}] {line}", file=sys.stderr, flush=True)
 
 
 def run_budget_study(cfg: BudgetStudyConfig, quiet: bool = False) -> BudgetRun:
@@ -118,10 +105,7 @@ def run_budget_study(cfg: BudgetStudyConfig, quiet: bool = False) -> BudgetRun:
     root.mkdir(parents=True, exist_ok=True)
     store = ResultStore(root / DB)
     finished = store.finished()
-    stale = [p.cell.cell_id for p in plans if finished.get(p.cell.cell_id, p.config_hash) != p.config_hash]
-    if stale:
-        raise ConfigError(f"output_dir {root}: cell {stale[0]} (+{len(stale) - 1} more) was computed from different "
-                          "inputs (another model build or ptlab version); choose another output_dir")
+    manifest.refuse_stale_cells(root, finished, {p.cell.cell_id: p.config_hash for p in plans})
     todo = []
     for p in plans:
         done = p.cell.cell_id in finished and (p.eval.path / "metrics.json").is_file()

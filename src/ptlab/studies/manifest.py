@@ -58,3 +58,12 @@ def check_results_dir(root: Path, study_format: str, cell_version: str, fixed: d
         raise ConfigError(f"output_dir {root}: holds a study with different fixed settings ({changed}); "
                           "finished cells are never overwritten — choose another output_dir")
     return old
+
+
+def refuse_stale_cells(root: Path, finished: dict[str, str], planned: dict[str, str]) -> None:
+    """ConfigError if a stored cell (id -> config hash) was computed from other inputs than this run plans."""
+    stale = [cid for cid, h in planned.items() if finished.get(cid, h) != h]
+    if stale:
+        raise ConfigError(f"output_dir {root}: cell {stale[0]} (+{len(stale) - 1} more) was computed from different "
+                          "inputs (another model build or ptlab version); finished cells are never overwritten — "
+                          "choose another output_dir")

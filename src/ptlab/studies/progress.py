@@ -39,13 +39,17 @@ class StudyProgress:
                 nxt = PHASES[i + 1] if i + 1 < len(PHASES) else "done"
                 self.progress.update(self.cells[cell_id], completed=i + 1, info=nxt)
 
+    def line(self, cell_id: str, result: dict) -> str:
+        """What is printed when a cell finishes (a study overrides it to show its own metrics)."""
+        m = result["metrics"]
+        return (f"{cell_id}: eval_id {m.get('eval_id/accuracy', float('nan')):.3f}  "
+                f"eval_break {m.get('eval_break/accuracy', float('nan')):.3f}  "
+                f"({result['timings']['train_s']:.0f}s train, {result['timings']['eval_s']:.0f}s eval)")
+
     def finished(self, cell_id: str, result: dict) -> None:
+        line = self.line(cell_id, result)
         with self.lock:
             self.done += 1
-            m = result["metrics"]
-            line = (f"{cell_id}: eval_id {m.get('eval_id/accuracy', float('nan')):.3f}  "
-                    f"eval_break {m.get('eval_break/accuracy', float('nan')):.3f}  "
-                    f"({result['timings']['train_s']:.0f}s train, {result['timings']['eval_s']:.0f}s eval)")
             if self.progress is not None:
                 task = self.cells.pop(cell_id, None)
                 if task is not None:

@@ -78,11 +78,7 @@ def run_study(cfg: StudyConfig, quiet: bool = False) -> StudyRun:
     root.mkdir(parents=True, exist_ok=True)
     store = ResultStore(root / DB)
     finished = store.finished()
-    stale = [p.cell.cell_id for p in plans if finished.get(p.cell.cell_id, p.config_hash) != p.config_hash]
-    if stale:
-        raise ConfigError(f"output_dir {root}: cell {stale[0]} (+{len(stale) - 1} more) was computed from different "
-                          "inputs (another model build or ptlab version); finished cells are never overwritten — "
-                          "choose another output_dir")
+    manifest.refuse_stale_cells(root, finished, {p.cell.cell_id: p.config_hash for p in plans})
     todo = [p for p in plans if p.cell.cell_id not in finished]
     write_manifest(root, cfg, plans, old)
     for plan in todo:  # data is cheap and shared: build it once, here, before any worker starts
