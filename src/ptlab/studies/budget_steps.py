@@ -11,13 +11,12 @@ finished step or nothing (training leaves checkpoints that the next run resumes)
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 from ptlab.atomic import atomic_dir, write_json, write_text
 from ptlab.studies.budget_cells import BudgetPlan
-from ptlab.studies.steps import run_eval, run_train
+from ptlab.studies.steps import prepare_worker, run_eval, run_train
 
 # Accounting keys summed over a run (what `ptlab study budget` reports it paid).
 ACCOUNT_KEYS = ("requests", "paid", "cached", "deduplicated", "failed", "skipped", "prompt_tokens", "completion_tokens")
@@ -107,14 +106,7 @@ def _synth_metrics(record: dict) -> dict:
 
 def run_budget_cell(plan: BudgetPlan, events=None) -> dict:
     """Run (or finish) one cell; returns what the store records plus `run_teacher` (what this call paid)."""
-    import torch
-
-    torch.set_num_threads(plan.threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    prepare_worker(plan.threads)
     note = (lambda phase: events(plan.cell.cell_id, phase)) if events else (lambda phase: None)
     t0, cpu0 = time.perf_counter(), time.process_time()
     for step in plan.eval_files.values():

@@ -92,16 +92,21 @@ def run_eval(plan: CellPlan, checkpoint: Path, progress=None):
     return result
 
 
-def run_cell(plan: CellPlan, events=None) -> dict:
-    """Run (or finish) one cell; returns what the store records. `events(cell_id, phase)` reports progress."""
+def prepare_worker(threads: int) -> None:
+    """What every cell sets first, in whichever process runs it: its torch threads, and quiet libraries."""
     import torch
 
-    torch.set_num_threads(plan.threads)
+    torch.set_num_threads(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+
+
+def run_cell(plan: CellPlan, events=None) -> dict:
+    """Run (or finish) one cell; returns what the store records. `events(cell_id, phase)` reports progress."""
+    prepare_worker(plan.threads)
     note = (lambda phase: events(plan.cell.cell_id, phase)) if events else (lambda phase: None)
     t0, cpu0 = time.perf_counter(), time.process_time()
     build_data(plan)
