@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from types import SimpleNamespace
 
 from ptlab.config import validate
 from ptlab.studies.budget_config import BudgetStudyConfig
@@ -24,17 +23,3 @@ def budget_config(out, **sections) -> BudgetStudyConfig:
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     data["output_dir"] = str(out)
     return validate(BudgetStudyConfig, data)
-
-
-def run_ptlab(monkeypatch, capsys, *args):
-    """`ptlab ARGS` through `ptlab.cli.main` in this process: (exit code, stdout, stderr)."""
-    from ptlab.cli import main
-
-    monkeypatch.setattr("sys.argv", ["ptlab", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)

@@ -8,7 +8,7 @@ import pytest
 from ptlab.store import ResultStore
 from ptlab.studies.budget import run_budget_study
 
-from .budget_helpers import budget_config, run_ptlab
+from .budget_helpers import budget_config
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +43,9 @@ def test_study_writes_cells_rows_and_exact_teacher_accounting(study):
     assert all({"prompt", "completion", "strategy", "seed_id"} <= set(r) for r in rows)
 
 
-def test_report_has_curves_table_and_crossover(study, monkeypatch, capsys):
+def test_report_has_curves_table_and_crossover(study, ptlab):
     out, _ = study
-    done = run_ptlab(monkeypatch, capsys, "report", str(out))  # `ptlab report` knows a budget study by its manifest
+    done = ptlab("report", str(out))  # `ptlab report` knows a budget study by its manifest
     assert done.returncode == 0, done.stderr
     md = out / "report" / "report.md"
     files = {p.name for p in md.parent.iterdir()}
@@ -100,7 +100,7 @@ def test_a_real_teachers_replies_come_from_the_durable_cache_on_rerun(tmp_path, 
     assert again.teacher["requests"] == 4 and again.teacher["cached"] == 4 and again.teacher["paid"] == 0
 
 
-def test_advise_from_results_and_from_defaults(study, monkeypatch, capsys):
+def test_advise_from_results_and_from_defaults(study, ptlab):
     from ptlab.advise import DEFAULT_CROSSOVER, advise
 
     out, _ = study
@@ -111,7 +111,7 @@ def test_advise_from_results_and_from_defaults(study, monkeypatch, capsys):
     measured = advise(4, 400, results=out)
     assert measured.source == str(out) and "measured at |S| = 4" in measured.reason
     assert measured.strategy in ("answer_augmentation", "new_question")
-    done = run_ptlab(monkeypatch, capsys, "advise", "--seed-size", "50", "--budget", "5000", "--results", str(out))
+    done = ptlab("advise", "--seed-size", "50", "--budget", "5000", "--results", str(out))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("recommended: ") and "(the measured size nearest to 50)" in done.stdout
 
@@ -121,23 +121,23 @@ def test_advise_from_results_and_from_defaults(study, monkeypatch, capsys):
     (["--seed-size", "5", "--budget", "0"], "--budget"),
     (["--seed-size", "5", "--budget", "10", "--results", "/nonexistent/budget-study"], "not found"),
 ])
-def test_advise_bad_input_is_one_line_and_exit_2(monkeypatch, capsys, args, needle):
-    done = run_ptlab(monkeypatch, capsys, "advise", *args)
+def test_advise_bad_input_is_one_line_and_exit_2(ptlab, args, needle):
+    done = ptlab("advise", *args)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and needle in done.stderr and done.stderr.startswith("error: ")
 
 
-def test_advise_refuses_a_directory_that_is_not_a_budget_study(tmp_path, monkeypatch, capsys):
+def test_advise_refuses_a_directory_that_is_not_a_budget_study(tmp_path, ptlab):
     (tmp_path / "study.json").write_text(json.dumps({"format": "ptlab-study-spurious/1"}))
-    done = run_ptlab(monkeypatch, capsys, "advise", "--seed-size", "5", "--budget", "10", "--results", str(tmp_path))
+    done = ptlab("advise", "--seed-size", "5", "--budget", "10", "--results", str(tmp_path))
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "not a budget study" in done.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
-    done = run_ptlab(monkeypatch, capsys, "advise", "--seed-size", "5", "--budget", "10", "--results", str(empty))
+    done = ptlab("advise", "--seed-size", "5", "--budget", "10", "--results", str(empty))
     assert done.returncode == 2 and "no study.json" in done.stderr
 
 
-def test_study_cli_quick_overrides_and_bad_override(tmp_path, monkeypatch, capsys):
-    done = run_ptlab(monkeypatch, capsys, "study", "budget", "--quick", f"output_dir={tmp_path / 'q'}",
+def test_study_cli_quick_overrides_and_bad_override(tmp_path, ptlab):
+    done = ptlab("study", "budget", "--quick", f"output_dir={tmp_path / 'q'}",
                      "axes.budget=[0]")
     assert done.returncode == 2 and done.stderr.startswith("error: axes.budget") and done.stderr.count("\n") == 1

@@ -3,30 +3,8 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
-import pytest
 import yaml
-
-
-@pytest.fixture
-def ptlab(monkeypatch, capsys):
-    """Run `ptlab ARGS` in this process through `ptlab.cli.main` (exit code, stdout, stderr)."""
-    from ptlab.cli import main
-
-    def run(*args, env=None):
-        for k, v in (env or {}).items():
-            monkeypatch.setenv(k, v)
-        monkeypatch.setattr("sys.argv", ["ptlab", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as e:
-            code = e.code or 0
-        out = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
-
-    return run
 
 
 def test_synth_writes_rows_and_exact_accounting(tmp_path, ptlab):
