@@ -57,16 +57,10 @@ def check_results_dir(root: Path, cfg: BudgetStudyConfig) -> dict | None:
 
 def prepare(cfg: BudgetStudyConfig) -> tuple[Path, list[BudgetPlan]]:
     """Validate everything and plan every cell; no work is done and nothing is written."""
-    from ptlab.models import resolve
+    from ptlab.studies.loading import plan_study
 
     check_config(cfg)
-    root = Path(cfg.output_dir).resolve()
-    check_results_dir(root, cfg)
-    if (root / DB).is_file():
-        ResultStore(root / DB, create=False)  # format check before any work
-    cells = expand(cfg)
-    model_dir = str(resolve(cfg.model))  # builds `tiny` once here, not in every worker
-    return root, [plan_cell(cfg, c, root, model_dir) for c in cells]
+    return plan_study(cfg, STUDY_FORMAT, CELL_VERSION, expand, plan_cell, DB)
 
 
 def _forget(db: Path, cell_id: str) -> None:

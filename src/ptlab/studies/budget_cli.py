@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import typer
@@ -16,22 +15,10 @@ QUICK = {
 
 
 def load_budget_config(config: str | None, overrides: list[str], quick: bool = False):
-    from ptlab.config import apply_overrides, read_yaml, validate
-    from ptlab.errors import ConfigError
     from ptlab.studies.budget_config import BudgetStudyConfig
-    from ptlab.studies.spurious_cli import _merge
+    from ptlab.studies.loading import load_grid_config
 
-    overrides = list(overrides or [])
-    if config is not None and "=" in config and not Path(config).is_file():
-        overrides.insert(0, config)  # `ptlab study budget key=value` with no config file
-        config = None
-    data: dict = copy.deepcopy(QUICK) if quick else {}
-    if config is not None:
-        data = _merge(data, read_yaml(config))
-    data = apply_overrides(data, overrides)
-    if "study" in data and data["study"] != "budget":
-        raise ConfigError(f"{config}: study: expected 'budget', got {data['study']!r}")
-    return validate(BudgetStudyConfig, data, source=str(config) if config else "config")
+    return load_grid_config(BudgetStudyConfig, "budget", config, overrides, QUICK if quick else None)
 
 
 def _print_report(root: Path) -> None:

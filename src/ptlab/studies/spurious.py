@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptlab.atomic import write_json
-from ptlab.errors import ConfigError
 from ptlab.fingerprint import fingerprint
 from ptlab.store import ResultStore, package_versions
 from ptlab.studies import manifest
@@ -46,17 +45,10 @@ def check_results_dir(root: Path, cfg: StudyConfig) -> dict | None:
 
 def prepare(cfg: StudyConfig) -> tuple[Path, list[CellPlan]]:
     """Validate everything and plan every cell; no work is done and nothing is written."""
-    from ptlab.models import resolve
+    from ptlab.studies.loading import plan_study
 
     check_config(cfg)
-    root = Path(cfg.output_dir).resolve()
-    check_results_dir(root, cfg)
-    ResultStore(root / DB, create=False) if (root / DB).is_file() else None  # format check before any work
-    cells = expand(cfg)
-    if not cells:
-        raise ConfigError("axes: the grid has no cells")
-    model_dir = str(resolve(cfg.model))  # builds `tiny` once here, not in every worker
-    return root, [plan_cell(cfg, c, root, model_dir) for c in cells]
+    return plan_study(cfg, STUDY_FORMAT, CELL_VERSION, expand, plan_cell, DB)
 
 
 def write_manifest(root: Path, cfg: StudyConfig, plans: list[CellPlan], old: dict | None) -> None:

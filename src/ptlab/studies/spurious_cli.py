@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -17,32 +16,10 @@ QUICK = {
 
 
 def load_study_config(config: Optional[str], overrides: list[str], quick: bool = False):
-    from ptlab.config import apply_overrides, read_yaml, validate
-    from ptlab.errors import ConfigError
+    from ptlab.studies.loading import load_grid_config
     from ptlab.studies.spurious_config import StudyConfig
 
-    overrides = list(overrides or [])
-    if config is not None and "=" in config and not Path(config).is_file():
-        overrides.insert(0, config)  # `ptlab study spurious key=value` with no config file
-        config = None
-    data: dict = {}
-    if quick:
-        import copy
-
-        data = copy.deepcopy(QUICK)
-    if config is not None:
-        data = _merge(data, read_yaml(config))
-    data = apply_overrides(data, overrides)
-    if "study" in data and data["study"] != "spurious":
-        raise ConfigError(f"{config}: study: expected 'spurious', got {data['study']!r}")
-    return validate(StudyConfig, data, source=str(config) if config else "config")
-
-
-def _merge(base: dict, top: dict) -> dict:
-    out = dict(base)
-    for k, v in top.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+    return load_grid_config(StudyConfig, "spurious", config, overrides, QUICK if quick else None)
 
 
 def add_study_commands(study: typer.Typer) -> None:
