@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ptlab.atomic import atomic_dir, write_json, write_text
+from ptlab.data.io import iter_jsonl
 from ptlab.studies.budget_cells import BudgetPlan
 from ptlab.studies.steps import prepare_worker, run_eval, run_train
 
@@ -45,7 +46,7 @@ def _seed_rows(args: dict, teacher) -> list[dict]:
 
         examples = get_task(args["task"]).generate(args["n"], seed=args["seed"], split="train", **s["knobs"])
     else:
-        rows = [json.loads(line) for line in Path(s["path"]).read_text().splitlines() if line.strip()][: args["n"]]
+        rows = [row for _, row in iter_jsonl(s["path"])][: args["n"]]
         if any(not r.get("completion") for r in rows):
             raise ConfigError(f"seeds.path: {s['path']}: the seeds_only reference needs a 'completion' in every row")
         return [{"prompt": r.get("prompt") or r["question"], "completion": r["completion"], "strategy": "seeds_only",
@@ -88,10 +89,8 @@ def run_synth(plan: BudgetPlan) -> tuple[dict, dict]:
 def _eval_overlap(plan: BudgetPlan) -> int:
     """Training rows whose question is one of the held-out questions (leakage, reported not removed)."""
     eval_path = next(iter(plan.eval_files.values())).path
-    held = {" ".join(json.loads(line)["prompt"].split()) for line in eval_path.read_text().splitlines() if line.strip()}
-    data = plan.synth.path / "data.jsonl"
-    return sum(" ".join(json.loads(line)["prompt"].split()) in held
-               for line in data.read_text().splitlines() if line.strip())
+    held = {" ".join(row["prompt"].split()) for _, row in iter_jsonl(eval_path)}
+    return sum(" ".join(row["prompt"].split()) in held for _, row in iter_jsonl(plan.synth.path / "data.jsonl"))
 
 
 def _synth_metrics(record: dict) -> dict:
