@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ptlab.errors import PtlabError
-from ptlab.report.analysis import condition_table, rate_change, winners
+from ptlab.report.analysis import condition_table, gain_over_base, rate_change, winners
 from ptlab.report.spurious import load_study, write_report
 from ptlab.store import ResultStore
 
@@ -61,8 +61,36 @@ def test_winners():
     assert not bool(w.loc[0.1, "beats_all"])
 
 
-def _write_study(root):
+def _with_base(cells, ex):
+    """Add untrained-base cells: exactly 50% right (the trained ones reach about 80%), on the same examples."""
+    base_cells, base_ex = [], []
+    for rate in (0.1, 0.9):
+        cid = f"math.feature_ambiguity.cue.r{rate}.base.s0"
+        base_cells.append({"cell_id": cid, "task": "math", "artifact": "feature_ambiguity", "feature": "cue",
+                           "rate": rate, "algorithm": "base", "seed": 0})
+        for i in range(N):
+            base_ex.append({"cell_id": cid, "split": "eval_id", "example_id": f"id-{rate}-{i}",
+                            "correct": i % 2, "shortcut_agrees": 1})
+            base_ex.append({"cell_id": cid, "split": "eval_break", "example_id": f"br-{i}",
+                            "correct": i % 2, "shortcut_agrees": 0})
+    return pd.concat([cells, pd.DataFrame(base_cells)]), pd.concat([ex, pd.DataFrame(base_ex)])
+
+
+def test_gain_over_base_is_paired_per_condition():
+    cells, ex = _with_base(*_cells_and_examples())
+    g = gain_over_base(cells, ex).set_index(["rate", "algorithm"])
+    assert len(g) == 4 and g["paired"].all()
+    row = g.loc[(0.9, "sft")]
+    assert row["base"] == 0.5
+    assert row["diff"] == pytest.approx(row["trained"] - row["base"]) and row["diff"] == pytest.approx(0.3, abs=0.1)
+    assert row["p"] < 0.001 and row["lo"] > 0
+    assert gain_over_base(*_cells_and_examples()).empty  # no base cells, nothing to compare with
+
+
+def _write_study(root, base=False):
     cells, ex = _cells_and_examples()
+    if base:
+        cells, ex = _with_base(cells, ex)
     root.mkdir(parents=True)
     store = ResultStore(root / "results.sqlite")
     for cell in cells.to_dict("records"):
@@ -90,6 +118,15 @@ def test_write_report_files(tmp_path):
     png = base64.b64decode(html.split("data:image/png;base64,")[1].split("'")[0])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "change.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Gain over the base model" not in text
+
+
+def test_report_shows_the_gain_over_the_base(tmp_path):
+    _write_study(tmp_path / "study", base=True)
+    text = write_report(tmp_path / "study").read_text()
+    section = text.split("## Gain over the base model")[1].split("##")[0]
+    assert "| task | artifact | rate | base accuracy | dpo | sft |" in section
+    assert "| math | Feature Ambiguity | 90% | 0." in section and section.count("\\*\\*\\*") >= 4
 
 
 def test_report_on_a_non_study_dir_is_an_error(tmp_path):

@@ -16,7 +16,7 @@ from .conftest import tiny_config
 @pytest.mark.parametrize("key, value, message", [
     ("axes.task", ["math", "poetry"], "axes.task: unknown task 'poetry'"),
     ("axes.artifact", ["feature_ambiguity", "leakage"], "axes.artifact: unknown artifact 'leakage'"),
-    ("axes.algorithm", ["sft", "ppo"], "axes.algorithm: unknown algorithm 'ppo'"),
+    ("axes.algorithm", ["sft", "ppo"], "axes.algorithm: unknown algorithm 'ppo'; choose from base, sft"),
     ("axes.rate", [0.1, 1.5], "axes.rate: 1.5 is outside [0, 1]"),
     ("axes.seed", [], "axes.seed: empty"),
     ("axes.rate", [0.1, 0.1], "axes.rate: repeated"),
@@ -82,7 +82,7 @@ def test_shipped_configs_are_valid():
     for cfg in (full, quick):
         check_config(cfg)
     assert len(full.axes.seed) == 3 and len(quick.axes.seed) == 1
-    assert full.axes.algorithm == ["sft", "dpo", "kto"]
+    assert full.axes.algorithm == ["base", "sft", "dpo", "kto"]
     # the shipped files are the built-in defaults and --quick, written out
     assert full.model_dump() == load_study_config(None, []).model_dump()
     assert quick.model_dump() == load_study_config(None, [], quick=True).model_dump()

@@ -84,3 +84,24 @@ def test_cells_computed_from_other_inputs_are_refused(tiny_study, monkeypatch):
     monkeypatch.setattr(cells, "CELL_VERSION", "spurious-cell/other")
     with pytest.raises(ConfigError, match="computed from different inputs"):
         run_study(tiny_config(out), quiet=True)
+
+
+def test_base_cells_evaluate_the_untrained_model_once_for_all_seeds(tmp_path):
+    from ptlab.studies.spurious import prepare
+
+    cfg = tiny_config(tmp_path / "b", **{"axes.algorithm": ["base", "sft"], "axes.rate": [0.9], "axes.seed": [0, 1]})
+    base = [p for p in prepare(cfg)[1] if p.cell.algorithm == "base"]
+    assert len(base) == 2 and all(p.train is None and p.data is None and p.train_config is None for p in base)
+    assert base[0].eval.path == base[1].eval.path  # greedy decoding of one model: one evaluation, shared
+    run = run_study(cfg, quiet=True)
+    assert (run.cells, run.ran) == (4, 4)
+    assert len(list((tmp_path / "b" / "train").iterdir())) == 2  # only the sft cells trained
+    assert len(list((tmp_path / "b" / "eval").iterdir())) == 3
+    store = ResultStore(tmp_path / "b" / "results.sqlite", create=False)
+    df = store.results().pivot_table(index="cell_id", columns="metric", values="value")
+    b0, b1 = (df.loc[f"math.feature_ambiguity.altogether_cue.r0.9.base.s{s}"] for s in (0, 1))
+    assert b0["eval_id/accuracy"] == b1["eval_id/accuracy"] and b0["eval_break/accuracy"] == b1["eval_break/accuracy"]
+    ex = store.examples()
+    base_ex = ex[ex["cell_id"].str.contains(".base.")]
+    assert set(base_ex["split"]) == {"eval_id", "eval_break", "pairs_rank"}  # no implicit reward: π/π_base is 1
+    assert "pairs_reward" in set(ex[ex["cell_id"].str.contains(".sft.")]["split"])

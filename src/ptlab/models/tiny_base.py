@@ -1,9 +1,11 @@
 """`tiny`: a ~1.4M-parameter Llama pretrained on the task suite, the CPU default base.
 
 Pretraining is plain next-token loss over packed text from all three tasks,
-where a quarter of the responses are realistic mistakes: the base model knows
-the prompt and answer formats but is unreliable, so SFT / DPO / KTO have
-something to move. Everything is seeded and runs on two CPU threads, so the
+where most responses carry the task's habitual mistake (a math solution that
+stops a step early, a sign-off that breaks a constraint, a whole sentence where
+a span was asked for; a realistic mistake where a prompt admits no habit). The
+base model learns the skills from the correct minority but greedily imitates
+the habit, so its accuracy sits well below what SFT / DPO / KTO reach. Everything is seeded and runs on two CPU threads, so the
 build is reproducible and fits in minutes (`ptlab models build tiny`). The
 checkpoint directory holds a model card (`model_card.json`, `README.md`) with
 the accuracy on each task's in-distribution split.
@@ -40,7 +42,11 @@ class PretrainSpec:
     # docqa gets twice the examples: finding and copying a span from the document is the skill that takes a
     # small model longest to learn (a sudden transition after some hundreds of steps of docqa-heavy data).
     task_weights: tuple[tuple[str, float], ...] = (("math", 1.0), ("instruct", 1.0), ("docqa", 2.0))
-    wrong_rate: float = 0.25  # share of pretraining responses that are realistic mistakes
+    # Share of pretraining responses that are mistakes; with `habits`, each task's habitual mistake where it has one
+    # (math stops a step early, instruct adds a sign-off, docqa answers with the whole sentence). Above one half, a
+    # habit is what greedy decoding imitates, so the base has the skills but not the behaviour post-training teaches.
+    wrong_rate: float = 0.6
+    habits: bool = True
     eval_examples: int = 100
     threads: int = 2
     seed: int = 0
@@ -126,12 +132,13 @@ def task_accuracy(model, tokenizer, n: int, seed: int = 0, batch: int = 50) -> d
 
 def model_card(spec: PretrainSpec, params: int, history: list[dict], accuracy: dict, seconds: dict, tokens: int) -> str:
     rows = "\n".join(f"| {t} | {a['accuracy']:.2f} | {a['n']} |" for t, a in accuracy.items())
+    mistake = "the task's habitual" if spec.habits else "a realistic"
     return (
         "# tiny — ptlab's CPU base model\n\n"
         f"A {params / 1e6:.1f}M-parameter Llama ({spec.layers} layers, hidden {spec.hidden}, byte-level BPE with "
         f"{spec.vocab} tokens) pretrained by next-token loss on {tokens:,} tokens of ptlab's three tasks "
-        f"({spec.examples_per_task} examples per task, weighted {dict(spec.task_weights)}; {int(spec.wrong_rate * 100)}% with a realistic mistake in the "
-        f"response), {spec.steps} steps of {spec.batch} x {spec.block} tokens, seed {spec.seed}.\n\n"
+        f"({spec.examples_per_task} examples per task, weighted {dict(spec.task_weights)}; {int(spec.wrong_rate * 100)}% with "
+        f"{mistake} mistake in the response), {spec.steps} steps of {spec.batch} x {spec.block} tokens, seed {spec.seed}.\n\n"
         "Greedy accuracy on each task's in-distribution split (default difficulty knobs):\n\n"
         "| task | accuracy | examples |\n|---|---:|---:|\n" + rows + "\n\n"
         f"Final pretraining loss {history[-1]['loss']:.3f}; built in {seconds['total']:.0f} s "
@@ -158,7 +165,7 @@ def build_tiny_base(out: Path, spec: PretrainSpec = SPEC, log=_stderr) -> None:
         t0, cpu0 = time.perf_counter(), time.process_time()
         tokenizer = train_bpe(get_corpus("tasks", spec.seed), spec.vocab)
         blocks = packed_blocks(tokenizer, pretrain_texts(spec.examples_per_task, spec.seed, spec.wrong_rate,
-                                             weights=dict(spec.task_weights)),
+                                                         weights=dict(spec.task_weights), habits=spec.habits),
                                spec.block, spec.seed)
         arch = TinySpec(spec.hidden, spec.layers, spec.heads, spec.heads, spec.intermediate, vocab=spec.vocab,
                         max_positions=1024, corpus="tasks", seed=spec.seed)
@@ -192,7 +199,7 @@ def build_tiny_base(out: Path, spec: PretrainSpec = SPEC, log=_stderr) -> None:
 def _version() -> str:
     from ptlab.tasks.base import TASKS_VERSION
 
-    return f"tiny-base-v2|{TASKS_VERSION}|" + ",".join(f"{k}={v}" for k, v in asdict(SPEC).items())
+    return f"tiny-base-v3|{TASKS_VERSION}|" + ",".join(f"{k}={v}" for k, v in asdict(SPEC).items())
 
 
 build_tiny_base.version = _version()

@@ -82,6 +82,30 @@ def rate_change(cells: pd.DataFrame, examples: pd.DataFrame, split: str = "eval_
     return pd.DataFrame(rows)
 
 
+def gain_over_base(cells: pd.DataFrame, examples: pd.DataFrame, split: str = "eval_id") -> pd.DataFrame:
+    """Each post-trained condition's accuracy minus the untrained base's on the same examples (paired test).
+
+    Needs `base` cells (the study's `base` algorithm); empty without them.
+    """
+    from ptlab.studies.cells import BASE
+
+    rows = []
+    for (task, artifact, rate), group in cells.groupby(["task", "artifact", "rate"], sort=True):
+        base, _ = outcomes(group, examples, split, algorithm=BASE)
+        if base.size == 0:
+            continue
+        base_ids = _ids(group[group["algorithm"] == BASE], examples, split)
+        for alg in sorted(set(group["algorithm"]) - {BASE}):
+            trained, _ = outcomes(group, examples, split, algorithm=alg)
+            if trained.size == 0:
+                continue
+            cmp = compare(trained, base, paired=_ids(group[group["algorithm"] == alg], examples, split) == base_ids)
+            rows.append({"task": task, "artifact": artifact, "rate": rate, "algorithm": alg, "split": split,
+                         "base": float(base.mean()), "trained": float(trained.mean()), **cmp.as_dict(),
+                         "mark": significance_mark(cmp.p)})
+    return pd.DataFrame(rows)
+
+
 def _ids(cells: pd.DataFrame, examples: pd.DataFrame, split: str) -> list[str]:
     ex = examples[(examples["split"] == split) & examples["cell_id"].isin(cells["cell_id"])]
     return sorted(ex["example_id"].unique())

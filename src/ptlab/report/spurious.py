@@ -15,7 +15,7 @@ import pandas as pd
 
 from ptlab.atomic import write_text
 from ptlab.errors import PtlabError
-from ptlab.report.analysis import condition_table, rate_change, winners
+from ptlab.report.analysis import condition_table, gain_over_base, rate_change, winners
 from ptlab.report.document import Document
 from ptlab.report.figures import LABEL, change_figure, task_figure
 from ptlab.store import CELL_COLUMNS, ResultStore
@@ -66,6 +66,19 @@ def change_table(changes: pd.DataFrame) -> pd.DataFrame:
     c["artifact"] = c["artifact"].map(lambda a: LABEL.get(a, a))
     c["rates"] = c.apply(lambda r: f"{r['from_rate'] * 100:g}% → {r['to_rate'] * 100:g}%", axis=1)
     return c[["task", "artifact", "algorithm", "rates", "change (points)", "p"]]
+
+
+def gain_table(gains: pd.DataFrame) -> pd.DataFrame:
+    """Rows: task / artifact / rate; one column per algorithm: `trained − base` points with interval and mark."""
+    g = gains.copy()
+    g["cell"] = g.apply(lambda r: f"{r['diff'] * 100:+.1f} [{r['lo'] * 100:+.1f}, {r['hi'] * 100:+.1f}] {r['mark']}".rstrip(),
+                        axis=1)
+    base = g.groupby(["task", "artifact", "rate"])["base"].first().rename("base accuracy")
+    wide = g.pivot_table(index=["task", "artifact", "rate"], columns="algorithm", values="cell", aggfunc="first")
+    wide = wide.join(base.map(lambda v: f"{v:.2f}")).reset_index()
+    wide["artifact"] = wide["artifact"].map(lambda a: LABEL.get(a, a))
+    wide["rate"] = wide["rate"].map(lambda r: f"{r * 100:g}%")
+    return wide[["task", "artifact", "rate", "base accuracy", *sorted(set(g["algorithm"]))]]
 
 
 def winners_table(w: pd.DataFrame) -> pd.DataFrame:
@@ -119,6 +132,12 @@ def build_document(root: Path) -> tuple[Document, pd.DataFrame]:
     doc.heading("Results")
     res = results_table(table)
     doc.table(res)
+    gains = gain_over_base(cells, examples)
+    if not gains.empty:
+        doc.heading("Gain over the base model (in-distribution)")
+        doc.text("Post-trained accuracy − the untrained base's on the same in-distribution examples, in points "
+                 "(95% interval, paired test). Positive: post-training taught the task.")
+        doc.table(gain_table(gains))
     if not changes.empty:
         doc.heading("Change from the lowest to the highest spurious rate (shortcut-breaking split)")
         doc.text("Negative: the algorithm's model leans more on the shortcut when more of its training data carries it.")

@@ -17,6 +17,7 @@ from ptlab.fingerprint import fingerprint
 from ptlab.studies.spurious_config import StudyConfig
 
 CELL_VERSION = "spurious-cell/1"  # bump when what a step produces changes
+BASE = "base"  # the algorithm-axis value for no post-training: the base model, evaluated on the same splits
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,13 @@ def expand(cfg: StudyConfig) -> list[Cell]:
     ]
 
 
+def algorithms() -> list[str]:
+    """What the algorithm axis accepts: `base` and every registered post-training objective."""
+    from ptlab.train.objectives import OBJECTIVES
+
+    return [BASE, *OBJECTIVES]
+
+
 def data_format(algorithm: str) -> str:
     from ptlab.train.objectives import OBJECTIVES
 
@@ -64,16 +72,17 @@ class CellPlan:
     cell: Cell
     config_hash: str
     model_dir: str
-    train_data: dict  # make_rows arguments
+    train_data: dict | None  # make_rows arguments; None for the `base` cells, which do not train
     eval_data: dict  # split -> make_rows arguments
-    data: Step  # train rows (JSONL)
+    data: Step | None  # train rows (JSONL)
     eval_files: dict  # split -> Step (JSONL)
     ref_pairs: Step  # base-model log-probs of the held-out pairs (.npy)
-    train: Step  # training output_dir
+    train: Step | None  # training output_dir
     eval: Step  # evaluation output dir
-    train_config: dict
+    train_config: dict | None
     eval_settings: dict
     n_pairs: int
+    max_length: int
     threads: int
 
 
@@ -94,10 +103,6 @@ def plan_cell(cfg: StudyConfig, cell: Cell, root: Path, model_dir: str) -> CellP
     from ptlab.tasks.base import TASKS_VERSION
 
     knobs = cfg.data.knobs.get(cell.task, {})
-    fmt = data_format(cell.algorithm)
-    train_data = dict(task=cell.task, fmt=fmt, n=cfg.data.n_train, seed=cell.seed, spurious=_spec(cell),
-                      split="train", knobs=knobs)
-    data_fp = fingerprint(CELL_VERSION, TASKS_VERSION, train_data)
     eval_data, eval_files = {}, {}
     for split in ("eval_id", "eval_break"):
         args = dict(task=cell.task, fmt="paired", n=cfg.data.n_eval, seed=cfg.data.eval_seed, spurious=_spec(cell),
@@ -107,6 +112,37 @@ def plan_cell(cfg: StudyConfig, cell: Cell, root: Path, model_dir: str) -> CellP
         eval_files[split] = Step(fp, root / "data" / f"{fp}.jsonl")
     model_key = _model_key(model_dir)
     ref_fp = fingerprint(CELL_VERSION, model_key, eval_files["eval_id"].fingerprint, cfg.data.n_pairs, cfg.train.max_length)
+    t = cfg.train
+    if cell.algorithm == BASE:
+        train_data = data = train = train_config = None
+        train_fp = fingerprint(CELL_VERSION, BASE, model_key)
+    else:
+        train_data, data, train, train_config = _plan_training(cfg, cell, root, model_dir, model_key, knobs)
+        train_fp = train.fingerprint
+    e = cfg.eval
+    eval_settings = {"max_new_tokens": e.max_new_tokens.get(cell.task, MAX_NEW_TOKENS.get(cell.task, 64)),
+                     "batch_size": e.batch_size, "do_sample": e.do_sample, "temperature": e.temperature,
+                     "top_p": e.top_p, "seed": cell.seed}
+    if train is None and not e.do_sample:  # greedy decoding of the untrained base is the same for every seed: share it
+        eval_settings["seed"] = 0
+    eval_fp = fingerprint(CELL_VERSION, train_fp, {s: f.fingerprint for s, f in eval_files.items()}, ref_fp,
+                          eval_settings, cfg.data.n_pairs)
+    return CellPlan(
+        cell=cell, config_hash=fingerprint(data.fingerprint if data else None, train_fp, eval_fp), model_dir=model_dir,
+        train_data=train_data, eval_data=eval_data, data=data, eval_files=eval_files,
+        ref_pairs=Step(ref_fp, root / "refpairs" / f"{ref_fp}.npy"), train=train,
+        eval=Step(eval_fp, root / "eval" / eval_fp), train_config=train_config, eval_settings=eval_settings,
+        n_pairs=cfg.data.n_pairs, max_length=t.max_length, threads=cfg.threads,
+    )
+
+
+def _plan_training(cfg: StudyConfig, cell: Cell, root: Path, model_dir: str, model_key: str, knobs: dict):
+    """(train rows' make_rows arguments, their Step, the training Step, the training config) of a post-training cell."""
+    from ptlab.tasks.base import TASKS_VERSION
+
+    train_data = dict(task=cell.task, fmt=data_format(cell.algorithm), n=cfg.data.n_train, seed=cell.seed,
+                      spurious=_spec(cell), split="train", knobs=knobs)
+    data_fp = fingerprint(CELL_VERSION, TASKS_VERSION, train_data)
     t = cfg.train
     train_config = {
         "model": model_dir, "objective": cell.algorithm, "params": t.params.get(cell.algorithm, {}),
@@ -118,16 +154,5 @@ def plan_cell(cfg: StudyConfig, cell: Cell, root: Path, model_dir: str) -> CellP
     train_fp = fingerprint(CELL_VERSION, data_fp, model_key,
                            {k: v for k, v in train_config.items() if k not in ("data", "save_every", "model")}, cfg.threads)
     train_config["output_dir"] = str(root / "train" / train_fp)
-    e = cfg.eval
-    eval_settings = {"max_new_tokens": e.max_new_tokens.get(cell.task, MAX_NEW_TOKENS.get(cell.task, 64)),
-                     "batch_size": e.batch_size, "do_sample": e.do_sample, "temperature": e.temperature,
-                     "top_p": e.top_p, "seed": cell.seed}
-    eval_fp = fingerprint(CELL_VERSION, train_fp, {s: f.fingerprint for s, f in eval_files.items()}, ref_fp,
-                          eval_settings, cfg.data.n_pairs)
-    return CellPlan(
-        cell=cell, config_hash=fingerprint(data_fp, train_fp, eval_fp), model_dir=model_dir,
-        train_data=train_data, eval_data=eval_data, data=Step(data_fp, root / "data" / f"{data_fp}.jsonl"),
-        eval_files=eval_files, ref_pairs=Step(ref_fp, root / "refpairs" / f"{ref_fp}.npy"),
-        train=Step(train_fp, root / "train" / train_fp), eval=Step(eval_fp, root / "eval" / eval_fp),
-        train_config=train_config, eval_settings=eval_settings, n_pairs=cfg.data.n_pairs, threads=cfg.threads,
-    )
+    return train_data, Step(data_fp, root / "data" / f"{data_fp}.jsonl"), Step(train_fp, root / "train" / train_fp), \
+        train_config

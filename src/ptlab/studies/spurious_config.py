@@ -28,7 +28,7 @@ class Axes(Strict):
     task: list[str] = Field(default_factory=lambda: ["math", "instruct", "docqa"])
     artifact: list[str] = Field(default_factory=lambda: ["feature_ambiguity", "distributional_narrowness"])
     rate: list[float] = Field(default_factory=lambda: [0.1, 0.9])
-    algorithm: list[str] = Field(default_factory=lambda: ["sft", "dpo", "kto"])
+    algorithm: list[str] = Field(default_factory=lambda: ["base", "sft", "dpo", "kto"])
     seed: list[int] = Field(default_factory=lambda: [0, 1, 2])
 
 
@@ -81,6 +81,7 @@ class StudyConfig(Strict):
 
 def check_config(cfg: StudyConfig) -> None:
     """Raise ConfigError (one line, naming the field) for anything that would fail mid-study."""
+    from ptlab.studies.cells import algorithms
     from ptlab.tasks import ARTIFACTS, SpuriousSpec, get_task
     from ptlab.tasks import spurious as sp
     from ptlab.train.objectives import OBJECTIVES
@@ -102,8 +103,8 @@ def check_config(cfg: StudyConfig) -> None:
         if not 0.0 <= rate <= 1.0:
             raise ConfigError(f"axes.rate: {rate} is outside [0, 1]")
     for alg in cfg.axes.algorithm:
-        if alg not in OBJECTIVES:
-            raise ConfigError(f"axes.algorithm: unknown algorithm {alg!r}; choose from {', '.join(OBJECTIVES)}")
+        if alg not in algorithms():
+            raise ConfigError(f"axes.algorithm: unknown algorithm {alg!r}; choose from {', '.join(algorithms())}")
     for key in list(cfg.train.params) + list(cfg.train.lr_by_algorithm):
         if key not in OBJECTIVES:
             raise ConfigError(f"train.params: unknown algorithm {key!r}; choose from {', '.join(OBJECTIVES)}")
@@ -122,7 +123,7 @@ def check_config(cfg: StudyConfig) -> None:
                 sp.resolve(task, SpuriousSpec(name, artifact, 0.5), knobs)
             except ConfigError as e:
                 raise ConfigError(f"features.{task}.{artifact}: {e}") from None
-    for alg in cfg.axes.algorithm:
+    for alg in [a for a in cfg.axes.algorithm if a in OBJECTIVES]:
         from ptlab.config import validate
 
         validate(OBJECTIVES[alg].params, cfg.train.params.get(alg, {}), source=f"train.params.{alg}")

@@ -33,7 +33,8 @@ def ensure_rows(path: Path, args: dict) -> None:
 
 
 def build_data(plan: CellPlan) -> None:
-    ensure_rows(plan.data.path, plan.train_data)
+    if plan.data is not None:
+        ensure_rows(plan.data.path, plan.train_data)
     for split, step in plan.eval_files.items():
         ensure_rows(step.path, plan.eval_data[split])
 
@@ -43,10 +44,12 @@ def _read_rows(path: Path) -> list[dict]:
 
 
 def run_train(plan: CellPlan) -> Path:
-    """Train unless `final/` exists; resume from the latest checkpoint of an interrupted run."""
+    """Train unless `final/` exists; resume from the latest checkpoint of an interrupted run. `base` cells: the base."""
     from ptlab.train.checkpoint import latest_checkpoint
     from ptlab.train.loop import train
 
+    if plan.train is None:
+        return Path(plan.model_dir)
     out = plan.train.path
     if (out / "final").is_dir():
         return out / "final"
@@ -65,7 +68,7 @@ def reference_pair_logps(plan: CellPlan, pairs: list[dict]) -> np.ndarray:
     from ptlab.models import load
 
     model, tokenizer = load(plan.model_dir)
-    arr = pair_logps(model, tokenizer, pairs, plan.train_config["max_length"])
+    arr = pair_logps(model, tokenizer, pairs, plan.max_length)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
     np.save(tmp, arr)
@@ -83,7 +86,8 @@ def run_eval(plan: CellPlan, checkpoint: Path, progress=None):
         return EvalResult.load(plan.eval.path)
     splits = {split: _read_rows(step.path) for split, step in plan.eval_files.items()}
     pairs = splits["eval_id"][: plan.n_pairs]
-    ref = reference_pair_logps(plan, pairs) if pairs else None
+    # the implicit reward log π/π_base of the base itself is 0: only trained models get the reward view
+    ref = reference_pair_logps(plan, pairs) if pairs and plan.train is not None else None
     model, tokenizer = load(str(checkpoint))
     result = evaluate_model(model, tokenizer, plan.cell.task, splits, GenerationSettings(**plan.eval_settings),
                             pairs=pairs or None, ref_logps=ref, progress=progress)
@@ -118,7 +122,7 @@ def run_cell(plan: CellPlan, events=None) -> dict:
     result = run_eval(plan, checkpoint)
     note("eval")
     t3 = time.perf_counter()
-    train_metrics = json.loads((plan.train.path / "result.json").read_text()).get("metrics", {})
+    train_metrics = json.loads((plan.train.path / "result.json").read_text()).get("metrics", {}) if plan.train else {}
     metrics = dict(result.metrics)
     metrics["time/wall_s"] = round(t3 - t0, 3)  # CPU seconds: what the cell would take alone on `threads` cores
     metrics["time/cpu_s"] = round(time.process_time() - cpu0, 3)

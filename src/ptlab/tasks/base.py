@@ -20,7 +20,7 @@ from ptlab.errors import ConfigError
 from ptlab.tasks import spurious as sp
 
 SPLITS = ("train", "eval_id", "eval_break")
-TASKS_VERSION = "tasks-v3"  # bump when generators change what a seed produces (invalidates cached data and `tiny`)
+TASKS_VERSION = "tasks-v4"  # bump when generators change what a seed produces (invalidates cached data and `tiny`)
 STYLES = ("plain", "verbose")
 
 
@@ -66,6 +66,17 @@ class Task(ABC):
     def verify(self, example_or_gold: Example | str, response: str) -> dict:
         """Score a response: at least {"correct": bool}."""
 
+    def habitual_mistake(self, plan: sp.Plan) -> tuple[str, str] | None:
+        """(error, response) for the one mistake a careless writer makes the same way every time, or None.
+
+        Realistic mistakes vary (which step, which constraint), so greedy decoding
+        averages them away; a habit does not. Pretraining `tiny` on a corpus where
+        the habit outweighs the correct response gives a base that has the skill
+        but not the behaviour, which is the gap post-training closes. Must not
+        draw from an rng, so `generate(habits=True)` yields the same prompts.
+        """
+        return None
+
     # -- shared -------------------------------------------------------------
     def knobs(self, **knobs: Any) -> Any:
         try:
@@ -80,9 +91,14 @@ class Task(ABC):
         seed: int = 0,
         split: str = "train",
         spurious: sp.SpuriousSpec | dict | None = None,
+        habits: bool = False,
         **knobs: Any,
     ) -> list[Example]:
-        """`n` examples, deterministic in (task, seed, split, spurious, knobs)."""
+        """`n` examples, deterministic in (task, seed, split, spurious, knobs).
+
+        `habits=True` makes `rejected` the task's habitual mistake where it has one
+        (the same prompts and chosen responses as without).
+        """
         if split not in SPLITS:
             raise ConfigError(f"split: unknown split {split!r}; choose from {', '.join(SPLITS)}")
         k = self.knobs(**knobs)
@@ -101,6 +117,9 @@ class Task(ABC):
                 plan = feat.apply(plan, rng, mode, k)
             present, agrees = feat.detect(plan, k) if feat is not None else (False, True)
             r = self.render(plan, rng, k)
+            habit = self.habitual_mistake(plan) if habits else None
+            if habit is not None:
+                r["error"], r["rejected"] = habit
             meta = dict(r.get("meta", {}))
             if feat is not None:
                 meta["mode"] = mode or "full"

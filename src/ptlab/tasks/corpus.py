@@ -1,7 +1,8 @@
 """Text from the task suite for tokenizers and for pretraining the `tiny` base.
 
-The pretraining mix shows each task's prompts followed by a response that is
-correct most of the time and a realistic mistake otherwise, so the base model
+The pretraining mix shows each task's prompts followed by a correct response or,
+at `wrong_rate`, a mistake: a realistic one, or with `habits` the task's habitual
+one where the prompt admits it (see `Task.habitual_mistake`), so the base model
 knows the formats, is imperfect, and leaves post-training something to move.
 """
 
@@ -13,7 +14,7 @@ TASK_NAMES = ("math", "instruct", "docqa")
 
 
 def pretrain_texts(n_per_task: int, seed: int = 0, wrong_rate: float = 0.25, knobs: dict | None = None,
-                   weights: dict[str, float] | None = None) -> list[str]:
+                   weights: dict[str, float] | None = None, habits: bool = False) -> list[str]:
     """prompt + response texts from every task (`n_per_task` x the task's weight), interleaved deterministically."""
     from ptlab.tasks import get_task
 
@@ -21,7 +22,8 @@ def pretrain_texts(n_per_task: int, seed: int = 0, wrong_rate: float = 0.25, kno
     texts = []
     for name in TASK_NAMES:
         n = round(n_per_task * (weights or {}).get(name, 1.0))
-        for ex in get_task(name).generate(n, seed=seed + 1000, split="train", **(knobs or {}).get(name, {})):
+        for ex in get_task(name).generate(n, seed=seed + 1000, split="train", habits=habits,
+                                           **(knobs or {}).get(name, {})):
             texts.append(ex.prompt + (ex.rejected if rng.random() < wrong_rate else ex.chosen))
     rng.shuffle(texts)
     return texts

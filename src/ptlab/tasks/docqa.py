@@ -10,7 +10,8 @@ asked-about town with distractors — the same relation for other towns, and
 other relations of the same town whose values have the same type. The
 response ends with `Final answer: <span>`; the verifier scores normalised
 exact match and token F1 (SQuAD-style). Rejected responses quote a
-distractor's span.
+distractor's span, or (a quarter of them) the whole sentence that holds the
+answer: right fact, wrong answer under exact match.
 """
 
 from __future__ import annotations
@@ -127,6 +128,11 @@ def _answer_index(plan: sp.Plan) -> int:
     return next(i for i, f in enumerate(plan["facts"]) if f["role"] == "answer")
 
 
+# Share of incorrect responses (outside a shortcut) that answer with the whole sentence instead of a wrong span:
+# the over-long answer is a realistic mistake, and `tiny`'s habit, so preference data must show it too.
+WHOLE_SENTENCE_SHARE = 0.25
+
+
 def wrong_span(plan: sp.Plan, rng: random.Random) -> tuple[str, str]:
     """A distractor's value: the shortcut's pick, else another town's or another relation's same-kind value."""
     if plan.get("shortcut"):
@@ -164,15 +170,22 @@ class DocQATask(Task):
         document = " ".join(sentence(f) for f in plan["facts"])
         question = RELATIONS[plan["relation"]][0].format(E=plan["town"])
         error, span = wrong_span(plan, rng)
+        rejected = respond(plan, span, plan["rejected_style"])
+        if error != "shortcut" and rng.random() < WHOLE_SENTENCE_SHARE:
+            error, rejected = self.habitual_mistake(plan)
         return {
             "prompt": f"Document: {document}\nQuestion: {question}\nAnswer:\n",
             "chosen": respond(plan, plan["answer"], plan["chosen_style"]),
-            "rejected": respond(plan, span, plan["rejected_style"]),
+            "rejected": rejected,
             "answer": plan["answer"],
             "error": error,
             "meta": {"relation": plan["relation"], "doc_sentences": len(plan["facts"]),
                      "answer_position": _answer_index(plan)},
         }
+
+    def habitual_mistake(self, plan: sp.Plan) -> tuple[str, str] | None:
+        """Answers with the whole sentence that holds the answer instead of its span."""
+        return "whole_sentence", f"Final answer: {sentence(plan['facts'][_answer_index(plan)])}"
 
     def verify(self, example_or_gold: Example | str | list, response: str) -> dict:
         gold = example_or_gold.answer if isinstance(example_or_gold, Example) else example_or_gold

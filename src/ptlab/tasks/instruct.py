@@ -37,6 +37,7 @@ SENTENCES = ["{T} is {X} {A} in the morning.", "People say {T} feels {X} {A}.", 
              "There is a {A} {N} close to {T}.", "My favourite part of {T} is the {N}."]
 CONTENT = [(s, n, a, x) for s in SENTENCES for n in NOUNS for a in ADJ for x in ADVERBS]  # one draw per sentence
 VERBOSE_TAIL = ", as anyone who has spent time there will tell you."
+SIGN_OFF = "Hope this helps!"
 
 MIN_WORDS = 5  # below this a response does not count as answering the request
 LEXICAL = ("lowercase", "uppercase", "include", "exclude")
@@ -245,6 +246,12 @@ class InstructTask(Task):
         gold = json.dumps(plan["constraints"], sort_keys=True)
         return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "answer": gold, "error": error,
                 "meta": {"constraints": [c["type"] for c in plan["constraints"]], "n_constraints": len(plan["constraints"])}}
+
+    def habitual_mistake(self, plan: sp.Plan) -> tuple[str, str] | None:
+        """A chatty sign-off after the response; None where it breaks no constraint (case, end, length, JSON do)."""
+        body = write_response(plan, plan["rejected_style"])
+        signed = body + ("\n" if "\n" in body else " ") + SIGN_OFF
+        return ("chatty_sign_off", signed) if not all(check(plan["constraints"], signed).values()) else None
 
     def verify(self, example_or_gold: Example | str | list, response: str) -> dict:
         gold = example_or_gold.answer if isinstance(example_or_gold, Example) else example_or_gold

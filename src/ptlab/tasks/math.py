@@ -208,6 +208,13 @@ class MathTask(Task):
                      "operands": plan["operands"]},
         }
 
+    def habitual_mistake(self, plan: sp.Plan) -> tuple[str, str] | None:
+        """Stops one step early: the last event of a story with several is forgotten."""
+        if len(plan["ops"]) < 2:
+            return None
+        steps = chain(plan["start"], plan["ops"][:-1], plan["operands"][:-1])
+        return "forgets_last_step", render_solution(plan, steps, plan["rejected_style"])
+
     def verify(self, example_or_gold: Example | str, response: str) -> dict:
         gold = example_or_gold.answer if isinstance(example_or_gold, Example) else str(example_or_gold)
         predicted, has_line = extract_number(response)

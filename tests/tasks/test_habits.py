@@ -1,0 +1,57 @@
+"""Habitual mistakes: the one error each task's careless writer makes every time (used to pretrain `tiny`)."""
+
+import pytest
+
+from ptlab.tasks import get_task
+from ptlab.tasks.corpus import pretrain_texts
+
+HABITS = {"math": "forgets_last_step", "instruct": "chatty_sign_off", "docqa": "whole_sentence"}
+
+
+@pytest.mark.parametrize("name", sorted(HABITS))
+def test_habits_change_only_the_rejected_response_and_are_wrong(name):
+    task = get_task(name)
+    plain, habitual = task.generate(300, seed=4), task.generate(300, seed=4, habits=True)
+    assert [(e.prompt, e.chosen, e.answer) for e in plain] == [(e.prompt, e.chosen, e.answer) for e in habitual]
+    with_habit = [e for e in habitual if e.error == HABITS[name]]
+    assert len(with_habit) >= 100  # most prompts admit the habit
+    assert not any(task.verify(e, e.rejected)["correct"] for e in habitual)
+    assert all(task.verify(e, e.chosen)["correct"] for e in habitual)
+
+
+def test_math_habit_stops_one_step_early():
+    task = get_task("math")
+    for ex in task.generate(100, seed=5, habits=True):
+        if ex.meta["steps"] == 1:
+            assert ex.error != "forgets_last_step"  # nothing to forget: a realistic mistake instead
+            continue
+        assert ex.error == "forgets_last_step"
+        assert ex.rejected.count(" = ") == ex.chosen.count(" = ") - 1
+        assert ex.chosen.splitlines()[:-2] == ex.rejected.splitlines()[:-1]
+
+
+def test_instruct_habit_is_a_sign_off_only_where_it_breaks_a_constraint():
+    task = get_task("instruct")
+    for ex in task.generate(200, seed=6, habits=True):
+        signed = ex.chosen + ("\n" if "\n" in ex.chosen else " ") + "Hope this helps!"
+        if ex.error == "chatty_sign_off":
+            assert ex.rejected == signed
+        else:
+            assert task.verify(ex, signed)["correct"]
+
+
+def test_docqa_habit_copies_the_sentence_around_the_span():
+    task = get_task("docqa")
+    for ex in task.generate(100, seed=7, habits=True):
+        said = ex.rejected.removeprefix("Final answer: ")
+        assert said in ex.prompt and ex.answer in said and said != ex.answer
+        assert 0 < task.verify(ex, ex.rejected)["f1"] < 1
+
+
+def test_pretraining_mix_with_habits_shows_the_habit_at_the_rate():
+    math = [t for t in pretrain_texts(400, seed=0, wrong_rate=0.6, habits=True) if t.startswith("Question: ")]
+    examples = {e.prompt: e for e in get_task("math").generate(400, seed=1000, habits=True)}
+    multi = [(examples[t.split("Answer:\n")[0] + "Answer:\n"], t) for t in math]
+    multi = [(e, t) for e, t in multi if e.meta["steps"] > 1]
+    share = sum(t.endswith(e.rejected) for e, t in multi) / len(multi)
+    assert 0.5 <= share <= 0.7
