@@ -55,3 +55,14 @@ def test_pretraining_mix_with_habits_shows_the_habit_at_the_rate():
     multi = [(e, t) for e, t in multi if e.meta["steps"] > 1]
     share = sum(t.endswith(e.rejected) for e, t in multi) / len(multi)
     assert 0.5 <= share <= 0.7
+
+
+@pytest.mark.parametrize("name", sorted(HABITS))
+def test_preference_data_shows_the_habit_in_a_share_of_rejected_responses(name):
+    from ptlab.tasks.base import HABIT_SHARE
+
+    task = get_task(name)
+    plain, habitual = task.generate(2000, seed=8), task.generate(2000, seed=8, habits=True)
+    admits = [p for p, h in zip(plain, habitual) if h.error == HABITS[name]]
+    share = sum(p.error == HABITS[name] for p in admits) / len(admits)
+    assert abs(share - HABIT_SHARE) < 0.05

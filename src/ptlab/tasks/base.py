@@ -20,8 +20,11 @@ from ptlab.errors import ConfigError
 from ptlab.tasks import spurious as sp
 
 SPLITS = ("train", "eval_id", "eval_break")
-TASKS_VERSION = "tasks-v4"  # bump when generators change what a seed produces (invalidates cached data and `tiny`)
+TASKS_VERSION = "tasks-v5"  # bump when generators change what a seed produces (invalidates cached data and `tiny`)
 STYLES = ("plain", "verbose")
+# Share of incorrect responses (outside a shortcut) that are the task's habitual mistake rather than another
+# realistic one: `tiny` greedily makes the habit, so preference data that never showed it could not correct it.
+HABIT_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,9 @@ class Task(ABC):
     ) -> list[Example]:
         """`n` examples, deterministic in (task, seed, split, spurious, knobs).
 
-        `habits=True` makes `rejected` the task's habitual mistake where it has one
-        (the same prompts and chosen responses as without).
+        `rejected` is the task's habitual mistake in `HABIT_SHARE` of the examples
+        where it has one, and with `habits=True` in all of them (the same prompts
+        and chosen responses either way).
         """
         if split not in SPLITS:
             raise ConfigError(f"split: unknown split {split!r}; choose from {', '.join(SPLITS)}")
@@ -117,9 +121,10 @@ class Task(ABC):
                 plan = feat.apply(plan, rng, mode, k)
             present, agrees = feat.detect(plan, k) if feat is not None else (False, True)
             r = self.render(plan, rng, k)
-            habit = self.habitual_mistake(plan) if habits else None
-            if habit is not None:
-                r["error"], r["rejected"] = habit
+            if rng.random() < (1.0 if habits else HABIT_SHARE) and r["error"] != "shortcut":
+                habit = self.habitual_mistake(plan)
+                if habit is not None:
+                    r["error"], r["rejected"] = habit
             meta = dict(r.get("meta", {}))
             if feat is not None:
                 meta["mode"] = mode or "full"

@@ -10,8 +10,8 @@ asked-about town with distractors — the same relation for other towns, and
 other relations of the same town whose values have the same type. The
 response ends with `Final answer: <span>`; the verifier scores normalised
 exact match and token F1 (SQuAD-style). Rejected responses quote a
-distractor's span, or (a quarter of them) the whole sentence that holds the
-answer: right fact, wrong answer under exact match.
+distractor's span, or (the habitual mistake, `HABIT_SHARE` of them) the whole
+sentence that holds the answer: right fact, wrong answer under exact match.
 """
 
 from __future__ import annotations
@@ -128,11 +128,6 @@ def _answer_index(plan: sp.Plan) -> int:
     return next(i for i, f in enumerate(plan["facts"]) if f["role"] == "answer")
 
 
-# Share of incorrect responses (outside a shortcut) that answer with the whole sentence instead of a wrong span:
-# the over-long answer is a realistic mistake, and `tiny`'s habit, so preference data must show it too.
-WHOLE_SENTENCE_SHARE = 0.25
-
-
 def wrong_span(plan: sp.Plan, rng: random.Random) -> tuple[str, str]:
     """A distractor's value: the shortcut's pick, else another town's or another relation's same-kind value."""
     if plan.get("shortcut"):
@@ -170,13 +165,10 @@ class DocQATask(Task):
         document = " ".join(sentence(f) for f in plan["facts"])
         question = RELATIONS[plan["relation"]][0].format(E=plan["town"])
         error, span = wrong_span(plan, rng)
-        rejected = respond(plan, span, plan["rejected_style"])
-        if error != "shortcut" and rng.random() < WHOLE_SENTENCE_SHARE:
-            error, rejected = self.habitual_mistake(plan)
         return {
             "prompt": f"Document: {document}\nQuestion: {question}\nAnswer:\n",
             "chosen": respond(plan, plan["answer"], plan["chosen_style"]),
-            "rejected": rejected,
+            "rejected": respond(plan, span, plan["rejected_style"]),
             "answer": plan["answer"],
             "error": error,
             "meta": {"relation": plan["relation"], "doc_sentences": len(plan["facts"]),

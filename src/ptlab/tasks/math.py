@@ -4,8 +4,9 @@ A plan is a story: an entity holds a quantity of some item (or unit), and each
 step changes it by one of the four operations. The solution writes one line
 per step (`8 - 2 = 6`) and ends with `Final answer: N`; the verifier extracts
 that number. Rejected solutions contain one realistic mistake: a wrong
-operation for a sentence, an arithmetic slip, a skipped step, or (in
-shortcut-breaking data) the operation the spurious cue suggests.
+operation for a sentence, an arithmetic slip, a skipped step, the habitual
+stop one step early, or (in shortcut-breaking data) the operation the
+spurious cue suggests.
 """
 
 from __future__ import annotations
