@@ -48,6 +48,16 @@ def test_docqa_habit_copies_the_sentence_around_the_span():
         assert 0 < task.verify(ex, ex.rejected)["f1"] < 1
 
 
+@pytest.mark.parametrize("name", sorted(HABITS))
+def test_habits_keep_the_rejected_style_of_the_verbosity_feature(name):
+    task = get_task(name)
+    spec = {"feature": "verbosity", "artifact": "feature_ambiguity", "rate": 0.0}  # rejected is verbose
+    verbose = [e for e in task.generate(200, seed=9, spurious=spec, habits=True) if e.error == HABITS[name]]
+    plain = [e for e in task.generate(200, seed=9, habits=True) if e.error == HABITS[name]]
+    assert verbose and plain
+    assert sum(len(e.rejected) for e in verbose) / len(verbose) > 1.3 * sum(len(e.rejected) for e in plain) / len(plain)
+
+
 def test_pretraining_mix_with_habits_shows_the_habit_at_the_rate():
     math = [t for t in pretrain_texts(400, seed=0, wrong_rate=0.6, habits=True) if t.startswith("Question: ")]
     examples = {e.prompt: e for e in get_task("math").generate(400, seed=1000, habits=True)}

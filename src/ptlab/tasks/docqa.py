@@ -176,8 +176,10 @@ class DocQATask(Task):
         }
 
     def habitual_mistake(self, plan: sp.Plan) -> tuple[str, str] | None:
-        """Answers with the whole sentence that holds the answer instead of its span."""
-        return "whole_sentence", f"Final answer: {sentence(plan['facts'][_answer_index(plan)])}"
+        """Answers with the whole sentence that holds the answer instead of its span (in the rejected style)."""
+        said = sentence(plan["facts"][_answer_index(plan)])
+        cite = f"The document says: {said}\n" if plan["rejected_style"] == "verbose" else ""
+        return "whole_sentence", f"{cite}Final answer: {said}"
 
     def verify(self, example_or_gold: Example | str | list, response: str) -> dict:
         gold = example_or_gold.answer if isinstance(example_or_gold, Example) else example_or_gold
