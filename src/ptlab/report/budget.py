@@ -114,7 +114,8 @@ def _setup_text(manifest: dict, cells: pd.DataFrame, table: pd.DataFrame) -> str
             f"{sim}")
 
 
-def build_document(root: Path) -> tuple[Document, pd.DataFrame, dict]:
+def build_document(root: Path) -> tuple[Document, pd.DataFrame, dict, pd.DataFrame]:
+    """(the report, its results table, the crossover summary, the condition table it was made from)."""
     manifest, cells, outcomes = load(root)
     table = condition_table(cells, outcomes)
     cross = crossovers(cells, outcomes, n_boot=1000)
@@ -144,18 +145,17 @@ def build_document(root: Path) -> tuple[Document, pd.DataFrame, dict]:
     res = _fmt_table(table)
     doc.table(res)
     summary = {"crossovers": cross, "end_tests": tests.to_dict(orient="records"), "verdict": verdict(tests)}
-    return doc, res, summary
+    return doc, res, summary, table
 
 
 def write_report(root: str | Path, out: str | Path | None = None) -> Path:
     """Write the report files under `out` (default <root>/report); return report.md's path."""
     root = Path(root)
     out = Path(out) if out else root / "report"
-    doc, res, summary = build_document(root)
+    doc, res, summary, table = build_document(root)
     doc.write(out)
     write_text(out / "table.md", _md_table(res) + "\n")
-    _, cells, outcomes = load(root)
-    write_text(out / "conditions.csv", condition_table(cells, outcomes).to_csv(index=False))
+    write_text(out / "conditions.csv", table.to_csv(index=False))
     write_json(out / "crossover.json", _clean(summary))
     return out / "report.md"
 

@@ -57,11 +57,16 @@ def results_table(table: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
+def _points(r) -> str:
+    """A difference in points with its interval and significance mark: `+4.2 [+1.0, +7.5] **`."""
+    return f"{r['diff'] * 100:+.1f} [{r['lo'] * 100:+.1f}, {r['hi'] * 100:+.1f}] {r['mark']}"
+
+
 def change_table(changes: pd.DataFrame) -> pd.DataFrame:
     if changes.empty:
         return changes
     c = changes.copy()
-    c["change (points)"] = c.apply(lambda r: f"{r['diff'] * 100:+.1f} [{r['lo'] * 100:+.1f}, {r['hi'] * 100:+.1f}] {r['mark']}", axis=1)
+    c["change (points)"] = c.apply(_points, axis=1)
     c["p"] = c["p"].map(lambda p: f"{p:.3g}")
     c["artifact"] = c["artifact"].map(lambda a: LABEL.get(a, a))
     c["rates"] = c.apply(lambda r: f"{r['from_rate'] * 100:g}% → {r['to_rate'] * 100:g}%", axis=1)
@@ -71,8 +76,7 @@ def change_table(changes: pd.DataFrame) -> pd.DataFrame:
 def gain_table(gains: pd.DataFrame) -> pd.DataFrame:
     """Rows: task / artifact / rate; one column per algorithm: `trained − base` points with interval and mark."""
     g = gains.copy()
-    g["cell"] = g.apply(lambda r: f"{r['diff'] * 100:+.1f} [{r['lo'] * 100:+.1f}, {r['hi'] * 100:+.1f}] {r['mark']}".rstrip(),
-                        axis=1)
+    g["cell"] = g.apply(lambda r: _points(r).rstrip(), axis=1)
     base = g.groupby(["task", "artifact", "rate"])["base"].first().rename("base accuracy")
     wide = g.pivot_table(index=["task", "artifact", "rate"], columns="algorithm", values="cell", aggfunc="first")
     wide = wide.join(base.map(lambda v: f"{v:.2f}")).reset_index()
@@ -121,7 +125,8 @@ def _headline(changes: pd.DataFrame) -> str:
     return f"**Significant drops** in shortcut-breaking accuracy as the spurious rate rises: {items}."
 
 
-def build_document(root: Path) -> tuple[Document, pd.DataFrame]:
+def build_document(root: Path) -> tuple[Document, pd.DataFrame, pd.DataFrame]:
+    """(the report, its results table, the condition table it was made from)."""
     manifest, cells, examples = load_study(root)
     table = condition_table(cells, examples)
     changes = rate_change(cells, examples)
@@ -161,18 +166,17 @@ def build_document(root: Path) -> tuple[Document, pd.DataFrame]:
         p["column"] = p.apply(lambda r: f"{r['split'].removeprefix('pairs_')} @{r['rate'] * 100:g}%", axis=1)
         doc.table(p.pivot_table(index=["task", "artifact", "algorithm"], columns="column", values="value",
                                 aggfunc="first").reset_index())
-    return doc, res
+    return doc, res, table
 
 
 def write_report(root: str | Path, out: str | Path | None = None) -> Path:
     """Write report.md, report.html, table.md, conditions.csv and the PNGs; return report.md's path."""
     root = Path(root)
     out = Path(out) if out else root / "report"
-    doc, res = build_document(root)
+    doc, res, table = build_document(root)
     doc.write(out)
     from ptlab.report.document import _md_table
 
     write_text(out / "table.md", _md_table(res) + "\n")
-    manifest, cells, examples = load_study(root)
-    condition_table(cells, examples).to_csv(out / "conditions.csv", index=False)
+    table.to_csv(out / "conditions.csv", index=False)
     return out / "report.md"
