@@ -12,6 +12,7 @@ A finished cell is never overwritten: `add_cell` refuses a cell id that is alrea
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
@@ -54,31 +55,71 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def _db_errors(method):
+    """A corrupt or foreign database file becomes a StoreError naming it, whichever call meets it first."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as e:
+            cause = e if isinstance(e, sqlite3.DatabaseError) else e.__cause__  # pandas wraps sqlite's error
+            if isinstance(cause, sqlite3.OperationalError):  # disk full, locked, I/O error: the file may be fine
+                raise StoreError(f"{self.path}: cannot use the results database ({cause})") from None
+            if isinstance(cause, sqlite3.DatabaseError):
+                raise StoreError(f"{self.path}: not a readable ptlab results database ({cause}); "
+                                 "restore it or use a new output_dir") from None
+            raise
+
+    return wrapper
+
+
 class ResultStore:
+    @_db_errors
     def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
-        if not self.path.is_file() and not create:
-            raise StoreError(f"no results database at {self.path}")
+        if not create:
+            if not self.path.is_file():
+                raise StoreError(f"no results database at {self.path}")
+            self._check_format(self._stored_format())
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
+        with closing(self._connect()) as db, db:
             db.executescript(SCHEMA)
             row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('format', ?)", (STORE_FORMAT,))
-            elif row[0] != STORE_FORMAT:
-                raise StoreError(f"{self.path}: results database format {row[0]!r}, this ptlab reads {STORE_FORMAT!r}; "
-                                 "use a new output_dir")
+            else:
+                self._check_format(row[0])
+
+    def _stored_format(self) -> str | None:
+        """The format record of an existing database, read without writing anything."""
+        with closing(sqlite3.connect(self.path, timeout=60)) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "meta" not in tables:
+                return None
+            row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        return row[0] if row else None
+
+    def _check_format(self, found: str | None) -> None:
+        if found is None:
+            raise StoreError(f"{self.path}: not a ptlab results database (no format record); use a new output_dir")
+        if found != STORE_FORMAT:
+            raise StoreError(f"{self.path}: results database format {found!r}, this ptlab reads {STORE_FORMAT!r}; "
+                             "use a new output_dir")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60)
         db.execute("PRAGMA journal_mode=WAL")
         return db
 
+    @_db_errors
     def finished(self) -> dict[str, str]:
         """cell id → config hash of every stored cell."""
         with closing(self._connect()) as db:
             return dict(db.execute("SELECT DISTINCT cell_id, config_hash FROM results").fetchall())
 
+    @_db_errors
     def add_cell(self, cell: dict, config_hash: str, metrics: dict, examples: list[dict], timings: dict,
                  versions: dict | None = None) -> None:
         """Store one finished cell (all metrics and examples in one transaction)."""
@@ -99,6 +140,7 @@ class ResultStore:
                  for e in examples],
             )
 
+    @_db_errors
     def results(self):
         """All result rows as a pandas DataFrame."""
         import pandas as pd
@@ -106,6 +148,7 @@ class ResultStore:
         with closing(self._connect()) as db:
             return pd.read_sql_query("SELECT * FROM results ORDER BY cell_id, metric", db)
 
+    @_db_errors
     def examples(self):
         import pandas as pd
 
@@ -114,16 +157,14 @@ class ResultStore:
 
     def export(self, path: str | Path) -> Path:
         """Write the results table to CSV or Parquet (by suffix)."""
-        from ptlab.atomic import write_text
+        from ptlab.atomic import write_file, write_text
 
         path = Path(path)
         df = self.results()
         if path.suffix == ".csv":
             write_text(path, df.to_csv(index=False))
         elif path.suffix == ".parquet":
-            tmp = path.with_name(f".{path.name}.tmp")
-            df.to_parquet(tmp, index=False)
-            tmp.replace(path)
+            write_file(path, lambda f: df.to_parquet(f, index=False))
         else:
             raise StoreError(f"export: unsupported format {path.suffix!r} for {path}; use .csv or .parquet")
         return path

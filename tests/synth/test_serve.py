@@ -76,6 +76,31 @@ def test_cli_serves_and_rejects_bad_options(tmp_path):
         proc.wait(timeout=10)
 
 
+def test_exposure_warning_only_off_loopback_without_a_key():
+    from ptlab.synth.serve.auth import exposure_warning
+
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
+        assert exposure_warning(host, None) is None, host
+    for host in ("0.0.0.0", "::", "", "10.0.0.5", "myhost.example"):
+        warning = exposure_warning(host, None)
+        assert warning and "\n" not in warning and "without an API key" in warning, host
+        assert exposure_warning(host, "k") is None
+
+
+def test_cli_warns_on_a_public_address_without_a_key_and_checks_limits(tmp_path):
+    env = {**os.environ, "PTLAB_HOME": str(tmp_path)}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "ptlab.synth", "serve", "echo", "--echo", *args],  # noqa: E731
+                                       env=env, capture_output=True, text=True, timeout=60, check=False)
+    exposed = run("--host", "192.0.2.1", "--port", "0")  # TEST-NET-1: not this machine's, so binding fails at once
+    lines = exposed.stderr.strip().splitlines()
+    assert exposed.returncode == 2 and len(lines) == 2
+    assert lines[0] == ("ptlab serve: warning: listening on 192.0.2.1 without an API key: anyone who can reach it "
+                        "can use the model (set --api-key-env)")
+    assert lines[1].startswith("error: ptlab serve: cannot listen on 192.0.2.1:0")
+    zero = run("--max-connections", "0")
+    assert zero.returncode == 2 and zero.stderr.strip() == "error: --max-connections must be positive (got 0)"
+
+
 def test_hf_teacher_batches_reproducibly_and_is_metered(home, tiny_dir, one_thread):
     teacher = make_teacher({"backend": "hf", "model": tiny_dir, "batch_size": 3}, budget={"max_queries": 6})
     greedy = [ChatRequest.user(f"What is {i} plus {i}?", max_tokens=6) for i in range(4)]
@@ -118,7 +143,8 @@ def test_stream_true_answers_with_server_sent_events(serve):
         data = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
     assert data[-1] == "[DONE]"
     events = [json.loads(d) for d in data[:-1]]
-    text = "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"])
-    assert text == "echo: stream me"
-    assert [e["choices"][0]["finish_reason"] for e in events if e["choices"]] == [None, "stop"]
+    deltas = [e["choices"][0]["delta"] for e in events if e["choices"]]
+    assert deltas == [{"role": "assistant", "content": ""}, {"content": "echo:"}, {"content": " stream"},
+                      {"content": " me"}, {}]  # a chunk per generated token
+    assert [e["choices"][0]["finish_reason"] for e in events if e["choices"]] == [None, None, None, None, "stop"]
     assert events[-1]["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}

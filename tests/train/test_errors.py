@@ -38,7 +38,7 @@ CASES = {
     "unknown field": (["learning_rate=1"], r"learning_rate: unknown field"),
     "bad type": (["batch_size=many"], r"batch_size: Input should be a valid integer"),
     "missing data file": (["data.path=/nonexistent.jsonl"], r"data file not found: /nonexistent.jsonl"),
-    "prompt too long": (["max_length=8"], r"pairs.jsonl: row 0: prompt is \d+ tokens, at or over max_length=8"),
+    "prompt too long": (["max_length=8"], r"pairs.jsonl: row 1: prompt is \d+ tokens, at or over max_length=8"),
 }
 
 
@@ -59,14 +59,14 @@ def test_data_errors_name_the_row(cfg_file, tmp_path, monkeypatch, capsys):
     rows = arithmetic_rows(6)
     del rows[3]["rejected"]
     code, err = run_cli(monkeypatch, capsys, "train", str(cfg_file), f"data.path={write_rows(tmp_path, rows)}")
-    assert code == 2 and "bad.jsonl: row 3: missing column(s) rejected for paired data" in err
+    assert code == 2 and "bad.jsonl: row 4: missing column(s) rejected for paired data" in err
     code, err = run_cli(monkeypatch, capsys, "train", str(cfg_file), f"data.path={write_rows(tmp_path, [])}")
     assert code == 2 and "bad.jsonl: dataset is empty" in err
     (tmp_path / "broken.jsonl").write_text(json.dumps(rows[0]) + "\n{not json\n")
     code, err = run_cli(monkeypatch, capsys, "train", str(cfg_file), f"data.path={tmp_path / 'broken.jsonl'}")
     assert code == 2 and "broken.jsonl:2: invalid JSON" in err
     code, err = run_cli(monkeypatch, capsys, "train", str(cfg_file), "objective=kto")
-    assert code == 2 and "row 0: missing column(s) completion, label for unpaired data" in err
+    assert code == 2 and "row 1: missing column(s) completion, label for unpaired data" in err
     assert not (tmp_path / "out").exists()
 
 

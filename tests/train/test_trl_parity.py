@@ -288,7 +288,7 @@ def test_prompt_filling_max_length_is_an_error_where_trl_drops_the_row(models, t
     policy, ref, tokenizer = models
     trainer = dpo_trainer(models, tmp_path_factory, max_length=16)
     assert len(trainer.train_dataset) == len(PAIRED_ROWS) - 1
-    with pytest.raises(DataError, match="row 2.*max_length=16"):
+    with pytest.raises(DataError, match="row 3.*max_length=16"):
         batch_loss(policy, tokenizer, PAIRED_ROWS, "dpo", ref_model=ref, max_length=16)
 
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ptlab.atomic import atomic_dir
+from ptlab.atomic import atomic_dir, check_replaceable
 from ptlab.config import Strict, load_config, validate
 from ptlab.fingerprint import fingerprint
 from ptlab.paths import cache_dir
@@ -142,6 +142,7 @@ def build_dataset(config: DataConfig | dict, out: str | Path | None = None) -> P
     cfg = config if isinstance(config, DataConfig) else validate(DataConfig, dict(config))
     fp = config_fingerprint(cfg)
     target = Path(out or cfg.out or cache_dir("data") / f"{cfg.task}-{fp}")
+    check_replaceable(target)
     card_path = target / "card.json"
     if card_path.is_file():
         old = json.loads(card_path.read_text())

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ptlab.data.io import iter_jsonl
+from ptlab.data.io import iter_jsonl, read_utf8
 from ptlab.errors import ConfigError, DataError
 from ptlab.tasks.base import Example
 from ptlab.tasks.spurious import SpuriousSpec
@@ -48,25 +48,32 @@ def packaged_path(source: str) -> Path:
     return path
 
 
-def _need(where: str, record: Any, fields: tuple[str, ...]) -> None:
+_KIND = {str: "a string", list: "a list", dict: "an object"}
+
+
+def _need(where: str, record: Any, fields: tuple[str, ...], kinds: dict[str, type] | None = None) -> None:
+    """`record` is an object with every field in `fields` set, and of the type `kinds` gives for it."""
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected an object with fields {', '.join(fields)}, got {type(record).__name__}")
     missing = [f for f in fields if record.get(f) in (None, "")]
     if missing:
         raise DataError(f"{where}: missing field(s) {', '.join(missing)} (needs {', '.join(fields)})")
+    for name, kind in (kinds or {}).items():
+        if not isinstance(record[name], kind):
+            raise DataError(f"{where}: {name!r} must be {_KIND[kind]} (got {type(record[name]).__name__})")
 
 
-def read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
+def read_jsonl(path: Path, fields: tuple[str, ...], kinds: dict[str, type] | None = None) -> list[dict]:
     records = []
     for n, record in iter_jsonl(path):
-        _need(f"{path}:{n}", record, fields)
+        _need(f"{path}:{n}", record, fields, kinds)
         records.append(record)
     return records
 
 
 def read_json(path: Path) -> Any:
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(read_utf8(path))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
 
@@ -76,10 +83,10 @@ def read_json(path: Path) -> Any:
 _CALC = re.compile(r"<<([^=<>]*)=([^<>]*)>>")
 
 
-def _gsm8k_example(record: dict, i: int) -> dict:
+def _gsm8k_example(record: dict, where: str) -> dict:
     solution = record["answer"]
     if "####" not in solution:
-        raise DataError(f"gsm8k record {i + 1}: answer has no '#### <number>' final line")
+        raise DataError(f"{where}: answer has no '#### <number>' final line")
     body, final = solution.rsplit("####", 1)
     calcs = _CALC.findall(body)
     return {"question": record["question"].strip(), "body": body.strip(), "final": final.strip().replace(",", ""),
@@ -120,7 +127,12 @@ def _gsm8k_wrong(r: dict, rng: random.Random) -> tuple[str, str, str]:
 
 
 def gsm8k_examples(path: Path) -> list[dict]:
-    return [_gsm8k_example(r, i) for i, r in enumerate(read_jsonl(path, ("question", "answer")))]
+    out = []
+    for n, record in iter_jsonl(path):
+        where = f"{path}:{n}"
+        _need(where, record, ("question", "answer"), {"question": str, "answer": str})
+        out.append(_gsm8k_example(record, where))
+    return out
 
 
 # -- SQuAD / HotpotQA ---------------------------------------------------------------------------
@@ -132,16 +144,16 @@ def squad_examples(path: Path) -> list[dict]:
         raise DataError(f"{path}: expected SQuAD JSON with a top-level 'data' list")
     out = []
     for a, article in enumerate(data["data"]):
-        _need(f"{path}: data[{a}]", article, ("paragraphs",))
+        _need(f"{path}: data[{a}]", article, ("paragraphs",), {"paragraphs": list})
         for p, para in enumerate(article["paragraphs"]):
-            _need(f"{path}: data[{a}].paragraphs[{p}]", para, ("context", "qas"))
+            _need(f"{path}: data[{a}].paragraphs[{p}]", para, ("context", "qas"), {"context": str, "qas": list})
             answers_here = [q["answers"][0]["text"] for q in para["qas"] if q.get("answers")]
             for q, qa in enumerate(para["qas"]):
                 where = f"{path}: data[{a}].paragraphs[{p}].qas[{q}]"
-                _need(where, qa, ("question",))
+                _need(where, qa, ("question",), {"question": str})
                 if qa.get("is_impossible") or not qa.get("answers"):
                     continue
-                _need(where + ".answers[0]", qa["answers"][0], ("text",))
+                _need(where + ".answers[0]", qa["answers"][0], ("text",), {"text": str})
                 out.append({"context": para["context"], "question": qa["question"],
                             "answers": [x["text"] for x in qa["answers"]], "spans": answers_here,
                             "start": qa["answers"][0].get("answer_start", para["context"].find(qa["answers"][0]["text"]))})
@@ -154,7 +166,7 @@ def hotpotqa_examples(path: Path) -> list[dict]:
         raise DataError(f"{path}: expected HotpotQA JSON: a list of records")
     out = []
     for i, rec in enumerate(data):
-        _need(f"{path}: [{i}]", rec, ("question", "answer", "context"))
+        _need(f"{path}: [{i}]", rec, ("question", "answer", "context"), {"question": str, "answer": str, "context": list})
         context = "\n".join(f"{title}: {''.join(sents).strip()}" for title, sents in rec["context"])
         titles = [title for title, _ in rec["context"]]
         spans = {"yes": ["no"], "no": ["yes"]}.get(rec["answer"].lower(), titles)
@@ -346,7 +358,8 @@ def ifbench_examples(path: Path, sizes: dict[str, int], seed: int, spec: Spuriou
     if sizes.get("train"):
         raise ConfigError("sizes.train: ifbench has prompts but no reference responses; set sizes.train=0 "
                           "(it provides evaluation prompts only)")
-    records = read_jsonl(path, ("prompt", "instruction_id_list", "kwargs"))
+    records = read_jsonl(path, ("prompt", "instruction_id_list", "kwargs"),
+                         {"prompt": str, "instruction_id_list": list, "kwargs": list})
     rng = random.Random(f"real|ifbench|{seed}")
     order = rng.sample(range(len(records)), len(records))[: sizes.get("eval_id", 0)]
     out = []

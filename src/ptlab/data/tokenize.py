@@ -85,7 +85,7 @@ def tokenize_rows(
     out = []
     full_first = []  # each row's first completion before truncation: another row's KL completion
     for i, row in enumerate(rows):
-        where = f"{source}: row {i}"
+        where = f"{source}: row {i + 1}"  # rows are numbered from 1, as in check_rows
         prompt, completions, label = _row_parts(row, fmt, where)
         if not isinstance(prompt, (str, list)):
             raise DataError(f"{where}: 'prompt' must be a string or a list of messages")

@@ -7,6 +7,28 @@ from typing import Optional
 import typer
 
 
+def _check_options(splits: list[str], rate: float, pairs: int, batch_size: int, max_new_tokens: int | None,
+                   sample: bool, temperature: float, top_p: float) -> None:
+    """ConfigError naming the first option out of range; before any model is loaded."""
+    import math
+
+    from ptlab.errors import ConfigError
+
+    checks = [
+        ("--splits", splits, bool(splits), "give at least one of eval_id, eval_break"),
+        ("--rate", rate, math.isfinite(rate) and 0.0 <= rate <= 1.0, "must be in [0, 1]"),
+        ("--pairs", pairs, pairs >= 0, "must be >= 0"),
+        ("--batch-size", batch_size, batch_size >= 1, "must be >= 1"),
+        ("--max-new-tokens", max_new_tokens, max_new_tokens is None or max_new_tokens >= 1, "must be >= 1"),
+        ("--temperature", temperature, math.isfinite(temperature) and (temperature > 0 or not sample),
+         "must be a finite number, > 0 when sampling"),
+        ("--top-p", top_p, math.isfinite(top_p) and 0.0 < top_p <= 1.0, "must be in (0, 1]"),
+    ]
+    for option, value, ok, expected in checks:
+        if not ok:
+            raise ConfigError(f"{option}: {expected} (got {value!r})")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_cmd(
@@ -37,18 +59,27 @@ def register(app: typer.Typer) -> None:
         from ptlab.evaluate.generate import GenerationSettings
         from ptlab.evaluate.run import MAX_NEW_TOKENS, evaluate_model
         from ptlab.models import load
+        from ptlab.models.registry import check_name
         from ptlab.tasks import SPLITS, SpuriousSpec, get_task, make_rows
 
         get_task(task)
         if (feature is None) != (artifact is None):
             raise ConfigError("--feature and --artifact go together")
-        spec = SpuriousSpec(feature, artifact, rate) if feature else None
         wanted = [s.strip() for s in splits.split(",") if s.strip()]
         for s in wanted:
             if s not in SPLITS or s == "train":
                 raise ConfigError(f"--splits: unknown evaluation split {s!r}; choose from eval_id, eval_break")
         if n <= 0:
             raise ConfigError(f"--n: must be positive (got {n})")
+        _check_options(wanted, rate, pairs, batch_size, max_new_tokens, sample, temperature, top_p)
+        spec = SpuriousSpec(feature, artifact, rate) if feature else None
+        check_name(model)
+        if base is not None:
+            check_name(base)
+        if out:
+            from ptlab.atomic import check_replaceable
+
+            check_replaceable(Path(out), "--out")
         rows = {s: make_rows(task, "paired", n, seed=seed, spurious=spec, split=s) for s in wanted}
         m, tok = load(model)
         ref = load(base)[0] if (pairs and base) else None

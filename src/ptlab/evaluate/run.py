@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ptlab.atomic import write_json, write_text
+from ptlab.atomic import make_dir, write_json, write_text
 from ptlab.evaluate.generate import GenerationSettings, generate
 from ptlab.evaluate.ranking import pair_logps, ranking_correct
 from ptlab.evaluate.score import score
@@ -31,7 +31,7 @@ class EvalResult:
     seconds: dict = field(default_factory=dict)
 
     def save(self, out: Path) -> None:
-        out = Path(out)
+        out = make_dir(Path(out), "--out")
         write_text(out / "examples.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records))
         write_json(out / "metrics.json", {"metrics": self.metrics, "seconds": self.seconds})
 

@@ -33,11 +33,31 @@ def _cached_build(name: str, key: str, build) -> Path:
     return out
 
 
+def check_name(name: str) -> None:
+    """A ConfigError for a name `resolve` cannot resolve; builds, converts and downloads nothing."""
+    import ptlab.models.tiny_base  # noqa: F401  (registers the pretrained `tiny`)
+    from ptlab.models.tiny import TINY_BUILDERS, TINY_SPECS
+
+    if name in TINY_SPECS or name in TINY_BUILDERS or name == "smollm2-135m":
+        return
+    path_str = name.removeprefix("hf:")
+    path = Path(path_str).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"model {name!r}: {path} has no config.json (not a Hugging Face model directory)")
+        return
+    if name.startswith("hf:") and "/" in path_str and not os.environ.get("HF_HUB_OFFLINE"):
+        return
+    choices = ", ".join(sorted(available()))
+    raise ConfigError(f"unknown model {name!r}; choose from {choices}, or an existing model directory")
+
+
 def resolve(name: str) -> Path:
     """The local directory for `name`, building tiny models or converting packaged ones on first use."""
     import ptlab.models.tiny_base  # noqa: F401  (registers the pretrained `tiny`)
     from ptlab.models.tiny import TINY_BUILDERS, TINY_SPECS, build_tiny
 
+    check_name(name)
     if name in TINY_SPECS:
         spec = TINY_SPECS[name]
         return _cached_build(name, fingerprint(asdict(spec), "v1", length=8), lambda out: build_tiny(spec, out))
@@ -49,18 +69,12 @@ def resolve(name: str) -> Path:
         from ptlab.models.smollm2 import build_smollm2
 
         return _cached_build(name, "q4_1", build_smollm2)
-    path_str = name.removeprefix("hf:")
-    path = Path(path_str).expanduser()
+    path = Path(name.removeprefix("hf:")).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ConfigError(f"model {name!r}: {path} has no config.json (not a Hugging Face model directory)")
         return path
-    if name.startswith("hf:") and "/" in path_str and not os.environ.get("HF_HUB_OFFLINE"):
-        from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(path_str))
-    choices = ", ".join(sorted(available()))
-    raise ConfigError(f"unknown model {name!r}; choose from {choices}, or an existing model directory")
+    return Path(snapshot_download(name.removeprefix("hf:")))
 
 
 def load(name: str, dtype=None, device=None):

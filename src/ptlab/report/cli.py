@@ -9,11 +9,12 @@ import typer
 
 def _writer(root):
     """The report writer for the kind of study in `root`, read from its manifest's format."""
-    import json
+    from ptlab.errors import PtlabError
+    from ptlab.studies.manifest import load_manifest_file
 
     try:
-        kind = json.loads((root / "study.json").read_text()).get("format", "")
-    except (OSError, ValueError, AttributeError):
+        kind = str(load_manifest_file(root / "study.json").get("format", ""))
+    except (OSError, PtlabError):
         kind = ""  # the spurious writer names what is missing or unreadable
     if kind.startswith("ptlab-study-budget"):
         from ptlab.report.budget import write_report
@@ -32,6 +33,14 @@ def register(app: typer.Typer) -> None:
         """Write report.md, report.html (figures embedded) and PNGs for a study directory (spurious or budget)."""
         from pathlib import Path
 
+        from ptlab.atomic import check_replaceable
+
+        if out:
+            check_replaceable(Path(out), "--out")
+        if export and Path(export).suffix not in (".csv", ".parquet"):
+            from ptlab.errors import ConfigError
+
+            raise ConfigError(f"--export: unsupported format {Path(export).suffix!r} for {export}; use .csv or .parquet")
         path = _writer(Path(study_dir))(Path(study_dir), out)
         print((path.parent / "table.md").read_text())
         print(f"report: {path}  ({path.with_suffix('.html')})")

@@ -66,13 +66,11 @@ class Document:
 
     def write(self, out: Path) -> None:
         """`report.md` with its PNGs beside it, and `report.html`, each file replaced atomically."""
-        from ptlab.atomic import write_text
+        from ptlab.atomic import make_dir, write_file, write_text
 
-        out.mkdir(parents=True, exist_ok=True)
+        make_dir(out, "report folder")
         for name, png in self.images.items():
-            tmp = out / f".{name}.tmp"
-            tmp.write_bytes(png)
-            tmp.replace(out / name)
+            write_file(out / name, lambda f, png=png: f.write(png))
         write_text(out / "report.md", self.markdown())
         write_text(out / "report.html", self.html())
 

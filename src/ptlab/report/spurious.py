@@ -8,7 +8,6 @@ algorithm, and which algorithm wins where, with significance marks.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +18,7 @@ from ptlab.report.analysis import condition_table, gain_over_base, rate_change, 
 from ptlab.report.document import Document
 from ptlab.report.figures import LABEL, change_figure, task_figure
 from ptlab.store import CELL_COLUMNS, ResultStore
+from ptlab.studies.manifest import load_manifest_file
 
 
 def load_study(root: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
@@ -27,7 +27,7 @@ def load_study(root: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     manifest_path = root / "study.json"
     if not manifest_path.is_file():
         raise PtlabError(f"{root}: not a study directory (no study.json)")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = load_manifest_file(manifest_path)
     if not (root / "results.sqlite").is_file():
         raise PtlabError(f"{root}: no results.sqlite yet — run the study first")
     store = ResultStore(root / "results.sqlite", create=False)

@@ -8,12 +8,13 @@ queries) instead of silently skewing metrics later. Writing is atomic.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ptlab.atomic import atomic_dir
-from ptlab.data.io import iter_jsonl
+from ptlab.data.io import iter_jsonl, read_utf8
 from ptlab.errors import DataError
 
 Qrels = dict[str, dict[str, int]]  # query id -> {doc id: relevance}
@@ -61,7 +62,7 @@ def _read_jsonl(path: Path, kind: str, text_required: bool = True) -> dict[str, 
 def read_qrels(path: Path, corpus: dict, queries: dict) -> Qrels:
     """Read a qrels TSV (header `query-id corpus-id score`), checking every id it names."""
     qrels: Qrels = {}
-    with path.open(encoding="utf-8", newline="") as f:
+    with io.StringIO(read_utf8(path), newline="") as f:
         for lineno, row in enumerate(csv.reader(f, delimiter="\t"), 1):
             if not row or (lineno == 1 and row[0] == "query-id"):
                 continue

@@ -109,6 +109,10 @@ def register(app: typer.Typer) -> None:
         from ptlab.retrieval.metrics import DEFAULT_MEASURES
         from ptlab.retrieval.study import set_threads
 
+        for option, value in (("--k", k), ("--threads", threads)):
+            if value < 1:
+                raise ConfigError(f"{option}: must be >= 1 (got {value})")
+        resolve_encoder(encoder)  # an unknown encoder fails before the folder is read
         set_threads(threads)
         col = load_beir(folder, [split])
         model = load_encoder(encoder, 256)
@@ -128,11 +132,13 @@ def add_study_commands(study: typer.Typer) -> None:
                quick: bool = typer.Option(False, "--quick", help="a few-minute variant (small splits)"),
                out: Optional[Path] = typer.Option(None, "--out", "-o", help="report folder")) -> None:
         """SoftQE: base, base + LLM expansion, teacher, SoftQE students (one per alpha); in- and out-of-domain; latency; report."""
+        from ptlab.atomic import check_replaceable
         from ptlab.fingerprint import fingerprint
         from ptlab.paths import cache_dir
         from ptlab.retrieval.study import run_study
 
         cfg = load_softqe_config(config, overrides or [], quick)
         out = out or cache_dir("runs") / f"softqe-{fingerprint(cfg.model_dump(), length=8)}"
+        check_replaceable(out, "--out")
         run_study(cfg, out)
         print(f"report: {out / 'report.md'}")

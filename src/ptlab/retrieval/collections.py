@@ -20,6 +20,8 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from pydantic import Field
+
 from ptlab.config import Strict
 from ptlab.errors import DataError
 from ptlab.fingerprint import fingerprint
@@ -34,17 +36,17 @@ class SquadSpec(Strict):
     """In-domain SQuAD v2 dev collection: how many test and dev queries; the rest are train."""
 
     seed: int = 0
-    n_test: int = 500
-    n_dev: int = 200
-    max_train: int | None = None  # cap on train queries (None: all the rest)
-    max_articles: int | None = None  # keep only the first N of the 35 articles (a smaller corpus)
+    n_test: int = Field(500, ge=1)
+    n_dev: int = Field(200, ge=0)
+    max_train: int | None = Field(None, ge=1)  # cap on train queries (None: all the rest)
+    max_articles: int | None = Field(None, ge=1)  # keep only the first N of the 35 articles (a smaller corpus)
 
 
 class HotpotSpec(Strict):
     """Out-of-domain HotpotQA dev collection: a sample of questions and their context paragraphs."""
 
     seed: int = 0
-    n_queries: int = 150
+    n_queries: int = Field(150, ge=1)
 
 
 def package_json(name: str) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ptlab.atomic import write_json, write_text
+from ptlab.atomic import make_dir, write_file, write_json, write_text
 from ptlab.retrieval.evaluate import CollectionResult
 
 
@@ -134,14 +134,12 @@ def figure(results: dict[str, CollectionResult], path: Path, measure: str = "nDC
         lo = min(iv.low for iv in ivs) * 100
         ax.set_ylim(max(0.0, lo - 10), min(100.0, max(iv.high for iv in ivs) * 100 + 5))
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    write_file(path, lambda f: fig.savefig(f, dpi=120, format="png"))
     plt.close(fig)
-    tmp.replace(path)
 
 
 def write_report(out: Path, results: dict[str, CollectionResult], summary: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "report folder")
     figure(results, out / "figure.png")
     write_json(out / "results.json", {**summary, "results": results_dict(results)})
     write_text(out / "report.md", markdown(results, summary))

@@ -11,6 +11,7 @@ teacher, strategy settings) so a bad study fails before any work starts.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
@@ -137,3 +138,36 @@ def check_config(cfg: BudgetStudyConfig) -> None:
                           "use seeds.source: task or jsonl")
     if cfg.seeds.source == "jsonl" and not cfg.seeds.path:
         raise ConfigError("seeds.path: seeds.source jsonl needs a path")
+    if cfg.seeds.source == "jsonl":
+        check_seed_file(cfg.seeds.path, need_completion=cfg.references)
+
+
+def _seed_text(row: dict, field: str, where: str) -> None:
+    if not isinstance(row[field], str) or not row[field].strip():
+        raise ConfigError(f"{where}: {field!r} must be a non-empty string (got {row[field]!r})")
+
+
+def check_seed_file(path: str, need_completion: bool) -> None:
+    """Every row of a JSONL seed file: a 'prompt' (or 'question'), optional 'answer'; a 'completion' for the
+    seeds_only reference. Read here, before any work, so a bad line fails with its number."""
+    from ptlab.data.io import iter_jsonl
+
+    if not Path(path).is_file():
+        raise ConfigError(f"seeds.path: seed file not found: {path}")
+    n = 0
+    for line, row in iter_jsonl(path):
+        where = f"{path}:{line}"
+        question = "prompt" if row.get("prompt") is not None else "question"
+        if row.get(question) is None:
+            raise ConfigError(f"{where}: expected a 'prompt' or 'question' field")
+        _seed_text(row, question, where)
+        answer = row.get("answer")
+        if answer is not None and (isinstance(answer, bool) or not isinstance(answer, (str, int, float))):
+            raise ConfigError(f"{where}: 'answer' must be a string or a number (got {answer!r})")
+        if need_completion:
+            if row.get("completion") is None:
+                raise ConfigError(f"{where}: the seeds_only reference (references: true) needs a 'completion'")
+            _seed_text(row, "completion", where)
+        n += 1
+    if n == 0:
+        raise ConfigError(f"seeds.path: {path}: no seed rows")

@@ -14,13 +14,18 @@ import multiprocessing as mp
 import queue
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator
 
-from ptlab.errors import ConfigError
+from ptlab.errors import ConfigError, PtlabError
 from ptlab.studies.cells import CellPlan
 from ptlab.studies.steps import run_cell
 
 Events = Callable[[str, str], None]
+
+
+class WorkerDied(PtlabError):
+    """A worker process ended without returning its cell's result."""
 
 
 def sequential(plans: list[CellPlan], workers: int, events: Events, runner=run_cell, **_) -> Iterator[tuple[CellPlan, dict]]:
@@ -49,6 +54,15 @@ def _drain(q, events: Events, stop: threading.Event) -> None:
             return
 
 
+def _result(fut, plan: CellPlan) -> dict:
+    """A finished cell's result; a worker that died (killed, out of memory) is one clear error."""
+    try:
+        return fut.result()
+    except BrokenProcessPool:
+        raise WorkerDied(f"cell {plan.cell.cell_id}: its worker process died unexpectedly (killed, or out of "
+                         "memory?); finished cells are stored, so the same command resumes the study") from None
+
+
 def processes(plans: list[CellPlan], workers: int, events: Events, runner=run_cell, **_) -> Iterator[tuple[CellPlan, dict]]:
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager:
@@ -68,7 +82,8 @@ def processes(plans: list[CellPlan], workers: int, events: Events, runner=run_ce
                         pending[pool.submit(runner, plan, sink)] = plan
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in done:
-                        yield pending.pop(fut), fut.result()
+                        plan = pending.pop(fut)
+                        yield plan, _result(fut, plan)
         finally:
             stop.set()
             pump.join(timeout=2)

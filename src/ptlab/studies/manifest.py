@@ -28,15 +28,27 @@ def changed_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def load_manifest_file(path: Path) -> dict:
+    """The JSON object in a `study.json`; a ConfigError naming the file when it is not one."""
+    from ptlab.config import read_text
+
+    try:
+        data = json.loads(read_text(path, "study manifest"))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}: unreadable study manifest (invalid JSON: {e.msg}); "
+                          "restore it or choose another output_dir") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cells", []), list):
+        raise ConfigError(f"{path}: unreadable study manifest (expected an object with a 'cells' list); "
+                          "restore it or choose another output_dir")
+    return data
+
+
 def read_manifest(root: Path, study_format: str, cell_version: str) -> dict | None:
     """The manifest at `root`, None when there is none; ConfigError if it is unreadable or of another study."""
     manifest = Path(root) / MANIFEST
     if not manifest.is_file():
         return None
-    try:
-        old = json.loads(manifest.read_text())
-    except json.JSONDecodeError:
-        raise ConfigError(f"{manifest}: unreadable study manifest; choose another output_dir") from None
+    old = load_manifest_file(manifest)
     if old.get("format") != study_format or old.get("cell_version") != cell_version:
         kind = study_format.split("/")[0].removeprefix("ptlab-study-")
         raise ConfigError(f"output_dir {root}: not a {kind} study of this ptlab, or made by an incompatible one "
@@ -45,8 +57,19 @@ def read_manifest(root: Path, study_format: str, cell_version: str) -> dict | No
     return old
 
 
+def _check_dir_path(root: Path) -> None:
+    """`root` and every existing folder above it are folders (not files), so the study can create it."""
+    for path in (root, *root.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "is a file" if path == root else f"is under {path}, which is a file"
+                raise ConfigError(f"output_dir {root}: {what}; choose a directory")
+            return
+
+
 def check_results_dir(root: Path, study_format: str, cell_version: str, fixed: dict) -> dict | None:
     """The existing manifest if `root` holds a compatible study with these fixed settings; else a ConfigError."""
+    _check_dir_path(root)
     old = read_manifest(root, study_format, cell_version)
     if old is None:
         if root.is_dir() and any(root.iterdir()):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from ptlab.config import Strict
 from ptlab.errors import ConfigError
@@ -45,7 +45,7 @@ class TrainSettings(Strict):
     max_steps: int | None = Field(32, gt=0)
     epochs: float = Field(1.0, gt=0)
     lr: float = Field(5e-4, gt=0)
-    lr_by_algorithm: dict[str, float] = Field(default_factory=lambda: {"dpo": 1e-4, "kto": 1e-4})
+    lr_by_algorithm: dict[str, PositiveFloat] = Field(default_factory=lambda: {"dpo": 1e-4, "kto": 1e-4})
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     max_length: int = Field(384, gt=1)
     params: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"dpo": {"beta": 0.1}, "kto": {"beta": 0.1}})
@@ -54,7 +54,7 @@ class TrainSettings(Strict):
 
 class EvalSettings(Strict):
     batch_size: int = Field(64, gt=0)
-    max_new_tokens: dict[str, int] = Field(default_factory=dict, description="per task; defaults are tight per task")
+    max_new_tokens: dict[str, PositiveInt] = Field(default_factory=dict, description="per task; defaults are tight per task")
     do_sample: bool = False
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
@@ -105,14 +105,24 @@ def check_config(cfg: StudyConfig) -> None:
     for alg in cfg.axes.algorithm:
         if alg not in algorithms():
             raise ConfigError(f"axes.algorithm: unknown algorithm {alg!r}; choose from {', '.join(algorithms())}")
-    for key in list(cfg.train.params) + list(cfg.train.lr_by_algorithm):
-        if key not in OBJECTIVES:
-            raise ConfigError(f"train.params: unknown algorithm {key!r}; choose from {', '.join(OBJECTIVES)}")
+    for section, keys in (("train.params", cfg.train.params), ("train.lr_by_algorithm", cfg.train.lr_by_algorithm)):
+        for key in keys:
+            if key not in OBJECTIVES:
+                raise ConfigError(f"{section}: unknown algorithm {key!r}; choose from {', '.join(OBJECTIVES)}")
     for key in list(cfg.data.knobs) + list(cfg.features) + list(cfg.eval.max_new_tokens):
         try:
             get_task(key)
         except ConfigError as e:
             raise ConfigError(f"data.knobs / features / eval.max_new_tokens: {e}") from None
+    for task, by_artifact in cfg.features.items():
+        for artifact in by_artifact:
+            if artifact not in ARTIFACTS:
+                raise ConfigError(f"features.{task}.{artifact}: unknown artifact; choose from {', '.join(ARTIFACTS)}")
+    for task, knobs in cfg.data.knobs.items():
+        try:
+            get_task(task).knobs(**knobs)
+        except ConfigError as e:
+            raise ConfigError(f"data.knobs.{task}: {e}") from None
     for task in cfg.axes.task:
         knobs = get_task(task).knobs(**cfg.data.knobs.get(task, {}))
         for artifact in cfg.axes.artifact:
@@ -123,7 +133,7 @@ def check_config(cfg: StudyConfig) -> None:
                 sp.resolve(task, SpuriousSpec(name, artifact, 0.5), knobs)
             except ConfigError as e:
                 raise ConfigError(f"features.{task}.{artifact}: {e}") from None
-    for alg in [a for a in cfg.axes.algorithm if a in OBJECTIVES]:
+    for alg in dict.fromkeys([*(a for a in cfg.axes.algorithm if a in OBJECTIVES), *cfg.train.params]):
         from ptlab.config import validate
 
         validate(OBJECTIVES[alg].params, cfg.train.params.get(alg, {}), source=f"train.params.{alg}")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ptlab.atomic import write_text
+from ptlab.atomic import write_file, write_text
 from ptlab.studies.cells import CellPlan
 
 
@@ -63,16 +63,13 @@ def reference_pair_logps(plan: CellPlan, pairs: list[dict]) -> np.ndarray:
     """The base model's log-probs of the held-out pairs, computed once per study and cached."""
     path = plan.ref_pairs.path
     if path.is_file():
-        return np.load(path)
+        return np.load(path, allow_pickle=False)
     from ptlab.evaluate.ranking import pair_logps
     from ptlab.models import load
 
     model, tokenizer = load(plan.model_dir)
     arr = pair_logps(model, tokenizer, pairs, plan.max_length)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    write_file(path, lambda f: np.save(f, arr, allow_pickle=False))
     return arr
 
 

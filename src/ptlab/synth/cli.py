@@ -47,17 +47,31 @@ def register(app: typer.Typer) -> None:
         fault_delay: float = typer.Option(2.0, help="seconds a 'timeout' fault stalls before dropping the connection"),
         fault_seed: int = typer.Option(0, help="seed of the fault draws"),
         latency: float = typer.Option(0.0, help="seconds every reply waits (a slow server)"),
+        max_body_bytes: int = typer.Option(1 << 20, help="largest request body accepted (413 above it)"),
+        idle_timeout: float = typer.Option(30.0, help="seconds a connection may sit idle before it is closed"),
+        max_connections: int = typer.Option(256, help="open connections served at once (503 beyond them)"),
+        max_tokens_cap: int = typer.Option(4096, help="largest max_tokens a request may ask for"),
         verbose: bool = typer.Option(False, help="log every request"),
     ) -> None:
-        """Serve MODEL over an OpenAI-compatible API: /v1/chat/completions and /v1/models."""
+        """Serve MODEL over an OpenAI-compatible API: /v1/chat/completions, /v1/completions and /v1/models."""
         from ptlab.synth.secrets import read_api_key
         from ptlab.synth.serve import CannedResponder, EchoResponder, FaultInjector, ModelResponder, OpenAIServer
+        from ptlab.synth.serve.auth import exposure_warning
 
         try:
             faults = FaultInjector(fault_rate, tuple(k.strip() for k in fault_kinds.split(",") if k.strip()),
                                    fault_delay, fault_seed)
         except ValueError as e:
             raise ConfigError(f"--fault-rate/--fault-kinds: {e}") from None
+        limits = {"--max-body-bytes": max_body_bytes, "--idle-timeout": idle_timeout,
+                  "--max-connections": max_connections, "--max-tokens-cap": max_tokens_cap}
+        for name, value in limits.items():
+            if not value > 0:
+                raise ConfigError(f"{name} must be positive (got {value})")
+        api_key = read_api_key(api_key_env, required=True, where="ptlab serve --api-key-env") if api_key_env else None
+        warning = exposure_warning(host, api_key)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
         if echo:
             responder = EchoResponder()
         elif canned is not None:
@@ -68,9 +82,10 @@ def register(app: typer.Typer) -> None:
             teacher = HFTeacher(model, batch_size=batch_size, device=device)
             teacher.load()
             responder = ModelResponder(teacher, max_batch=batch_size)
-        api_key = read_api_key(api_key_env, required=True, where="ptlab serve --api-key-env") if api_key_env else None
         try:
-            server = OpenAIServer(responder, model, host, port, faults, api_key, verbose, latency)
+            server = OpenAIServer(responder, model, host, port, faults, api_key, verbose, latency,
+                                  max_body_bytes=max_body_bytes, idle_timeout_s=idle_timeout,
+                                  max_connections=max_connections, max_tokens_cap=max_tokens_cap)
         except OSError as e:
             raise ConfigError(f"ptlab serve: cannot listen on {host}:{port} ({e.strerror})") from None
         # Many connection threads + the GIL: a short switch interval keeps a woken thread from

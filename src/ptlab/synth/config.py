@@ -2,16 +2,20 @@
 
 A config never holds an API key, only the name of the environment variable
 that does (`api_key_env`), so a config file or a results directory can be
-shared without leaking it.
+shared without leaking it. Both fields that could carry a secret by mistake
+are checked here, with messages that never repeat the value: `api_key_env`
+must look like a variable's name (users paste the key itself there), and
+`base_url` must not hold `user:password@` (see `ptlab.synth.secrets`).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ptlab.config import Strict
+from ptlab.synth.secrets import env_name_problem, redact_url, url_credentials_problem
 
 
 class TeacherConfig(Strict):
@@ -40,10 +44,30 @@ class TeacherConfig(Strict):
     cache: bool = True
     cache_path: str | None = Field(None, description="SQLite file; default <PTLAB_HOME>/teacher/replies.sqlite")
 
+    @field_validator("api_key_env", mode="before")
+    @classmethod
+    def _check_env_name(cls, value):
+        """A ValueError (a `value_error`), so `validation_error_line` never shows the input: it may be the key."""
+        if value is None or value == "":
+            return value
+        problem = env_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _check_credentials(cls, value):
+        """Refused for every backend: the URL is dumped into synth.json / study.json whichever backend runs."""
+        problem = url_credentials_problem(value) if isinstance(value, str) else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _check_url(self):
         if self.backend == "openai" and not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https:// (got {self.base_url!r})")
+            raise ValueError(f"base_url must start with http:// or https:// (got {redact_url(self.base_url)!r})")
         return self
 
 

@@ -14,10 +14,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ptlab.atomic import atomic_dir, write_json
+from ptlab.atomic import atomic_dir, check_replaceable, write_json
 from ptlab.config import Strict
 from ptlab.errors import ConfigError
 from ptlab.synth.config import BudgetConfig, TeacherConfig
+from ptlab.synth.secrets import redact_url
 from ptlab.synth.strategies import Seed, StrategyConfig, SynthResult, run_strategy
 
 
@@ -40,6 +41,24 @@ class SynthConfig(Strict):
     output: str = "synth-out"
 
 
+def read_seed_file(cfg: SeedsConfig) -> list[Seed]:
+    """Seeds from a JSONL file; every line is checked (file:line in the error) before any teacher is built."""
+    from ptlab.data.io import iter_jsonl
+
+    if not cfg.path or not Path(cfg.path).is_file():
+        raise ConfigError(f"seeds.path: seed file not found: {cfg.path}")
+    seeds = []
+    for line, row in iter_jsonl(cfg.path):
+        question = row.get("prompt") or row.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError(f"{cfg.path}:{line}: expected a text 'prompt' or 'question' field")
+        answer = row.get("answer")
+        if answer is not None and not isinstance(answer, (str, int, float)):
+            raise ConfigError(f"{cfg.path}:{line}: 'answer' must be text or a number")
+        seeds.append(Seed(str(row.get("id", line)), question, None if answer is None else str(answer)))
+    return seeds[: cfg.n]
+
+
 def load_seeds(cfg: SeedsConfig, teacher) -> list[Seed]:
     inner = getattr(teacher, "inner", teacher)
     if cfg.source == "simulated":
@@ -47,18 +66,7 @@ def load_seeds(cfg: SeedsConfig, teacher) -> list[Seed]:
             raise ConfigError("seeds.source: 'simulated' needs teacher.backend: simulated")
         return [Seed(e.id, e.prompt, e.answer) for e in inner.seeds(cfg.n, cfg.seed)]
     if cfg.source == "jsonl":
-        if not cfg.path or not Path(cfg.path).is_file():
-            raise ConfigError(f"seeds.path: seed file not found: {cfg.path}")
-        seeds = []
-        for i, line in enumerate(Path(cfg.path).read_text().splitlines()):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            question = row.get("prompt") or row.get("question")
-            if not question:
-                raise ConfigError(f"{cfg.path}:{i + 1}: expected a 'prompt' or 'question' field")
-            seeds.append(Seed(str(row.get("id", i)), question, row.get("answer")))
-        return seeds[: cfg.n]
+        return read_seed_file(cfg)
     from ptlab.tasks import get_task
 
     examples = get_task(cfg.task).generate(cfg.n, seed=cfg.seed, split="train", **cfg.knobs)
@@ -67,14 +75,28 @@ def load_seeds(cfg: SeedsConfig, teacher) -> list[Seed]:
     return [Seed(e.id, e.prompt, e.answer) for e in examples]
 
 
+def public_config(cfg: SynthConfig) -> dict:
+    """The config as written to synth.json: never a URL's user:password.
+
+    Validation already refuses such a base_url (see `ptlab.synth.secrets`); this
+    masks it again for a config built around validation (`model_construct`).
+    """
+    data = cfg.model_dump()
+    data["teacher"]["base_url"] = redact_url(data["teacher"]["base_url"])
+    return data
+
+
 def run_synth(cfg: SynthConfig) -> tuple[Path, SynthResult]:
     from ptlab.synth import make_teacher
 
+    check_replaceable(Path(cfg.output))  # before any teacher call is paid
     budget = cfg.budget
     if budget.max_queries is None and cfg.strategy.queries is not None:
         budget = BudgetConfig(max_queries=cfg.strategy.queries, max_tokens=budget.max_tokens)
+    # A bad seed file stops the run before the teacher (and its reply cache) exists.
+    file_seeds = read_seed_file(cfg.seeds) if cfg.seeds.source == "jsonl" else None
     teacher = make_teacher(cfg.teacher, budget=budget)
-    seeds = load_seeds(cfg.seeds, teacher)
+    seeds = file_seeds if file_seeds is not None else load_seeds(cfg.seeds, teacher)
     task = None
     if cfg.seeds.source != "jsonl" or cfg.strategy.verify == "gold":
         from ptlab.tasks import get_task
@@ -85,5 +107,5 @@ def run_synth(cfg: SynthConfig) -> tuple[Path, SynthResult]:
     with atomic_dir(out) as tmp:
         with open(tmp / "data.jsonl", "w") as f:
             f.writelines(json.dumps(row) + "\n" for row in result.rows)
-        write_json(tmp / "synth.json", {"config": cfg.model_dump(), "stats": result.stats})
+        write_json(tmp / "synth.json", {"config": public_config(cfg), "stats": result.stats})
     return out, result

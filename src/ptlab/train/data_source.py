@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+from ptlab.data.formats import check_rows
 from ptlab.data.io import load_rows
 from ptlab.data.tokenize import TokenizedRow, tokenize_rows
-from ptlab.train.config import DataSource
+from ptlab.errors import ConfigError
+from ptlab.train.config import DataSource, TrainConfig
 
 
 def source_rows(src: DataSource, fmt: str) -> list[dict]:
@@ -16,10 +20,36 @@ def source_rows(src: DataSource, fmt: str) -> list[dict]:
     if src.spurious:
         from ptlab.tasks import SpuriousSpec
 
-        spurious = SpuriousSpec(**src.spurious)
+        spurious = SpuriousSpec(**src.spurious.model_dump())
     return make_rows(src.task, fmt, n=src.n, seed=src.seed, spurious=spurious, split=src.split, **src.knobs)
 
 
+def _where(src: DataSource, name: str) -> str:
+    return src.path or f"{name} (task {src.task})"
+
+
 def load_source(src: DataSource, fmt: str, tokenizer, max_length: int, kl_chunk: int | None, name: str) -> list[TokenizedRow]:
-    where = src.path or f"{name} (task {src.task})"
-    return tokenize_rows(tokenizer, source_rows(src, fmt), fmt, max_length, source=where, kl_chunk=kl_chunk)
+    return tokenize_rows(tokenizer, source_rows(src, fmt), fmt, max_length, source=_where(src, name), kl_chunk=kl_chunk)
+
+
+def check_source(src: DataSource, fmt: str, name: str) -> int:
+    """Read and check the rows of one source (no tokenizer needed); their count."""
+    try:
+        rows = source_rows(src, fmt)
+    except ConfigError as e:  # a task's knobs or spurious feature: name the config section
+        raise ConfigError(f"{name}: {e}") from None
+    check_rows(rows, fmt, _where(src, name))
+    return len(rows)
+
+
+def check_data(cfg: TrainConfig) -> None:
+    """Everything about the data that can fail without a model: run before building or loading one."""
+    from ptlab.train.objectives import get_objective
+
+    fmt = get_objective(cfg.objective).format
+    n = check_source(cfg.data, fmt, "data")
+    if cfg.eval_data is not None:
+        check_source(cfg.eval_data, fmt, "eval_data")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if n < world * cfg.grad_accum:
+        raise ConfigError(f"data: {n} rows cannot feed {world} processes x grad_accum={cfg.grad_accum}")

@@ -19,11 +19,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ptlab.atomic import write_json, write_text
+from ptlab.atomic import check_replaceable, mark, write_json, write_text
 from ptlab.data.batching import batch_order, collate, row_length, split_evenly
 from ptlab.errors import ConfigError, PtlabError
 from ptlab.fingerprint import fingerprint
-from ptlab.train.checkpoint import latest_checkpoint, load_optimizer_and_scheduler, load_state, save_checkpoint
+from ptlab.train.checkpoint import (
+    checkpoint_dirs,
+    latest_checkpoint,
+    load_optimizer_and_scheduler,
+    load_state,
+    save_checkpoint,
+)
 from ptlab.train.config import TrainConfig
 from ptlab.train.data_source import load_source
 from ptlab.train.logps import SeqLogps, completion_logps
@@ -130,17 +136,35 @@ def _evaluate(objective, params, wrapped, tok, store, pad_id, cfg, accelerator) 
     return {f"eval/{k}": v for k, v in acc.reduce(accelerator).items()}
 
 
+# Settings that change how a run is logged or saved, or where, but not the numbers it computes.
+_NOT_IN_HASH = {"output_dir", "save_every", "log_every", "report_to", "save_total_limit"}
+
+
+def _check_output_dir(out: Path, resume: bool) -> None:
+    """Refuse, before any work, an output_dir ptlab may not write into or that holds another run."""
+    if not checkpoint_dirs(out):  # a run of an older ptlab has no marker, but its checkpoints say what it is
+        check_replaceable(out, "output_dir")
+    if not resume and (out / "final").exists():
+        raise ConfigError(f"output_dir {out} already holds a finished run; choose another output_dir")
+    if not resume and checkpoint_dirs(out):
+        raise ConfigError(f"output_dir {out} holds a partial run; pass --resume to continue it")
+
+
+def _restore_threads(state: dict, device) -> None:
+    """Use the thread count the checkpoint was written with: CPU sums depend on it, bit-exact resume needs it."""
+    threads = state.get("torch_threads")
+    if device.type == "cpu" and threads and threads != torch.get_num_threads():
+        torch.set_num_threads(int(threads))
+
+
 def train(config, resume: bool = False, quiet: bool = False) -> TrainResult:
     from accelerate import Accelerator
 
     cfg: TrainConfig = coerce_config(config)
     out = Path(cfg.output_dir)
+    _check_output_dir(out, resume)
     ckpt = latest_checkpoint(out) if resume else None
-    if not resume and (out / "final").exists():
-        raise ConfigError(f"output_dir {out} already holds a finished run; choose another output_dir")
-    if not resume and latest_checkpoint(out) is not None:
-        raise ConfigError(f"output_dir {out} holds a partial run; pass --resume to continue it")
-    cfg_hash = fingerprint(cfg.model_dump(exclude={"save_every", "log_every", "report_to", "save_total_limit"}))
+    cfg_hash = fingerprint(cfg.model_dump(exclude=_NOT_IN_HASH))
     if ckpt is not None and load_state(ckpt).get("config_hash") != cfg_hash:
         raise ConfigError(f"--resume: {ckpt} was written by a different config; use the same config or a new output_dir")
 
@@ -187,9 +211,12 @@ def train(config, resume: bool = False, quiet: bool = False) -> TrainResult:
     start = 0
     if ckpt is not None:
         load_optimizer_and_scheduler(ckpt, optimizer, scheduler)
-        start = load_state(ckpt)["step"]
+        state = load_state(ckpt)
+        start = state["step"]
+        _restore_threads(state, device)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
+        mark(out)
         write_text(out / "config.yaml", _yaml(cfg))
     if cfg.report_to:
         accelerator.init_trackers("ptlab", config=_flat(cfg.model_dump()))
@@ -265,7 +292,8 @@ def train(config, resume: bool = False, quiet: bool = False) -> TrainResult:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 last_good = save_checkpoint(out, done, accelerator.unwrap_model(wrapped).lm, tokenizer, optimizer,
-                                            scheduler, {"config_hash": cfg_hash}, cfg.save_total_limit)
+                                            scheduler, {"config_hash": cfg_hash, "torch_threads": torch.get_num_threads()},
+                                            cfg.save_total_limit)
             accelerator.wait_for_everyone()
 
     progress.stop()

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import torch
+
+from ptlab.atomic import write_text
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 class MetricAccumulator:
@@ -42,15 +49,33 @@ class MetricAccumulator:
         return out
 
 
+def _parsed(line: str) -> dict | None:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
 class JsonlLog:
-    def __init__(self, path: Path, truncate_after_step: int | None = None):
+    """`metrics.jsonl`: one JSON record a line, appended as training goes.
+
+    On resume, lines logged after the checkpoint are dropped, and so is a line a
+    kill tore in half (said in one line), so the log reads as one clean run.
+    """
+
+    def __init__(self, path: Path, truncate_after_step: int | None = None, warn=None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if truncate_after_step is not None and self.path.exists():
-            # On resume, drop lines logged after the checkpoint we restart from.
-            keep = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= truncate_after_step]
-            self.path.write_text("".join(k + "\n" for k in keep))
+            lines = [line for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+                     if line.strip()]
+            records = [_parsed(line) for line in lines]
+            torn = sum(r is None for r in records)
+            if torn:
+                (warn or _stderr)(f"warning: {self.path}: dropped {torn} torn line(s) left by an interrupted run")
+            keep = [line for line, r in zip(lines, records) if r is not None and r.get("step", 0) <= truncate_after_step]
+            write_text(self.path, "".join(k + "\n" for k in keep))
         elif truncate_after_step is None and self.path.exists():
             self.path.unlink()
 
@@ -61,4 +86,5 @@ class JsonlLog:
     def records(self) -> list[dict]:
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        records = (_parsed(line) for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines())
+        return [r for r in records if r is not None]

@@ -9,10 +9,11 @@ different samples.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ptlab.fingerprint import fingerprint
 from ptlab.synth.teachers.base import BUDGET_SPENT, ChatReply, ChatRequest, ReplyHooks
@@ -46,7 +47,10 @@ class HFTeacher:
             self._lm, self._tok = lm, tok
         return self._lm, self._tok
 
-    def generate(self, requests: Sequence[ChatRequest], hooks: ReplyHooks | None = None) -> list[ChatReply]:
+    def generate(self, requests: Sequence[ChatRequest], hooks: ReplyHooks | None = None,
+                 on_text: Callable[[int, str], None] | None = None) -> list[ChatReply]:
+        """Replies in request order. `on_text(i, piece)`, if given, receives request i's text piece by piece
+        as it is generated (`ptlab serve` streams it); the pieces join to the reply before stop strings."""
         requests = list(requests)
         out: list[ChatReply | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = defaultdict(list)
@@ -60,7 +64,8 @@ class HFTeacher:
                 while pending:
                     chunk, pending = self._admit_chunk(pending, hooks, out)
                     if chunk:
-                        for i, reply in zip(chunk, self._batch([requests[i] for i in chunk])):
+                        listeners = None if on_text is None else [functools.partial(on_text, i) for i in chunk]
+                        for i, reply in zip(chunk, self._batch([requests[i] for i in chunk], listeners)):
                             out[i] = reply
                             if hooks is not None:
                                 hooks.done(i, reply)
@@ -93,7 +98,7 @@ class HFTeacher:
             return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
 
-    def _batch(self, batch: list[ChatRequest]) -> list[ChatReply]:
+    def _batch(self, batch: list[ChatRequest], listeners: list[Callable[[str], None]] | None = None) -> list[ChatReply]:
         import torch
 
         lm, tok = self._lm, self._tok
@@ -112,6 +117,9 @@ class HFTeacher:
         kwargs = {"max_new_tokens": max_new, "do_sample": sample, "pad_token_id": tok.pad_token_id}
         if sample:
             kwargs.update(temperature=first.temperature, top_p=first.top_p)
+        stops = {tok.eos_token_id, tok.pad_token_id} - {None}
+        if listeners:
+            kwargs["streamer"] = _RowStreamer(tok, listeners, stops)
         seed = int(fingerprint(self.seed, [r.key_fields() for r in batch], length=8), 16)
         torch.manual_seed(seed)
         try:
@@ -122,7 +130,6 @@ class HFTeacher:
             return [ChatReply("", error=msg, meta={"attempts": 1}) for _ in batch]
         new = gen[:, enc["input_ids"].shape[1] :]
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
-        stops = {tok.eos_token_id, tok.pad_token_id} - {None}
         replies = []
         for row, plen, req in zip(new.tolist(), prompt_lens, batch):
             end = next((k for k, t in enumerate(row) if t in stops), None)
@@ -134,3 +141,42 @@ class HFTeacher:
                     text, finish = text[: text.index(s)], "stop"
             replies.append(ChatReply(text, int(plen), len(ids), meta={"attempts": 1, "finish_reason": finish}))
         return replies
+
+
+class _RowStreamer:
+    """A `generate(streamer=...)` that hands each row's new text to that row's listener, step by step.
+
+    transformers calls `put` with the prompt ids first, then with each step's tokens (one per
+    row). A row ends at its first eos/pad token, as `_batch` cuts it. Each step decodes the
+    row so far and sends what is new — quadratic in the reply's length, negligible next to
+    the model — and waits while the text ends in an incomplete character.
+    """
+
+    def __init__(self, tok, listeners: list[Callable[[str], None]], stops: set[int]):
+        self.tok = tok
+        self.listeners = listeners
+        self.stops = stops
+        self.rows: list[list[int]] = [[] for _ in listeners]
+        self.sent = ["" for _ in listeners]
+        self.ended = [False for _ in listeners]
+        self.prompt_seen = False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for r, tokens in enumerate(value.reshape(len(self.rows), -1).tolist()):
+            if self.ended[r]:
+                continue
+            for t in tokens:
+                if t in self.stops:
+                    self.ended[r] = True
+                    break
+                self.rows[r].append(t)
+            text = self.tok.decode(self.rows[r], skip_special_tokens=True)
+            if text.startswith(self.sent[r]) and len(text) > len(self.sent[r]) and not text.endswith("\ufffd"):
+                self.listeners[r](text[len(self.sent[r]) :])
+                self.sent[r] = text
+
+    def end(self) -> None:
+        pass

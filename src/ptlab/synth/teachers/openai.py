@@ -6,7 +6,10 @@ one pooled httpx client, `concurrency` workers); each is retried with
 exponential backoff and jitter (tenacity) on timeouts, connection errors, 429,
 5xx and malformed 200 replies; 401/403 stop the run with one line naming the
 server. The API key is read from the environment variable named in config,
-kept only in the client's headers, and scrubbed from every message.
+validated before any client sees it (httpx's own error for a bad header value
+contains the value), kept only in the client's headers, and scrubbed from
+every message. A base_url with credentials in it is refused, so the URL that
+every message names never carries a password.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from ptlab.synth.errors import AuthError, TeacherError
-from ptlab.synth.secrets import read_api_key, scrub
+from ptlab.synth.secrets import check_base_url, read_api_key, scrub
 from ptlab.synth.teachers.base import BUDGET_SPENT, ChatReply, ChatRequest, ReplyHooks
 
 
@@ -53,6 +56,7 @@ class OpenAITeacher:
         send_seed: bool = False,
     ):
         self.model = model
+        check_base_url(base_url, "teacher")  # before the URL appears in any message, repr or result
         self.base_url = base_url.rstrip("/")
         self.api_key_env = api_key_env
         self._api_key = read_api_key(api_key_env, required=api_key_required, where=f"teacher {self.base_url}")
