@@ -25,10 +25,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from ptlab.retrieval.collections import SquadSpec, build_squad
-    from ptlab.retrieval.encoders import encode_documents, encode_queries, load_encoder
+    from ptlab.retrieval.encoders import encode_documents, encode_queries, load_encoder, set_threads
     from ptlab.retrieval.index import DenseIndex
     from ptlab.retrieval.metrics import per_query
-    from ptlab.retrieval.study import set_threads
 
     set_threads(args.threads)
     print(f"threads={args.threads} load average at start={os.getloadavg()[0]:.2f} (cores={os.cpu_count()})")

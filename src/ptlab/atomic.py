@@ -28,7 +28,7 @@ from ptlab.errors import ConfigError
 MARKER = ".ptlab"
 # Files that only a ptlab output holds: dataset cards, synth records, model / training / eval records, studies.
 LEGACY_MARKERS = ("card.json", "synth.json", "ptlab_model.json", "train_info.json", "trainer_state.json",
-                  "metrics.json", "result.json", "study.json")
+                  "metrics.json", "result.json", "study.json", ".ptlab.lock")
 
 
 @functools.lru_cache(maxsize=1)

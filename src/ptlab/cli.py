@@ -29,8 +29,7 @@ COMMAND_MODULES = [
     "ptlab.retrieval.cli",
     "ptlab.studies.cli",
     "ptlab.evaluate.cli",
-    "ptlab.report.cli",
-    "ptlab.advise",
+    "ptlab.studies.budget.advise",
 ]
 
 app = typer.Typer(

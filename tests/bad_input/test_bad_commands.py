@@ -178,19 +178,19 @@ SOFTQE = [
 ]
 
 
-@pytest.mark.parametrize("command", [["study", "softqe"], ["retrieval", "train"]], ids=["study", "train"])
+@pytest.mark.parametrize("quick", [[], ["--quick"]], ids=["full", "quick"])
 @pytest.mark.parametrize("overrides, needle", SOFTQE)
-def test_bad_softqe_config(ptlab, ws, command, overrides, needle):
-    expect_error(ptlab, [*command, *overrides], needle, ws.root)
+def test_bad_softqe_config(ptlab, ws, quick, overrides, needle):
+    expect_error(ptlab, ["study", "softqe", *quick, f"output_dir={ws / 'out'}", *overrides], needle, ws.root)
 
 
 def test_softqe_config_missing(ptlab, ws):
-    expect_error(ptlab, ["study", "softqe", "-c", ws / "softqe.yaml"], "config file not found", ws.root)
+    expect_error(ptlab, ["study", "softqe", str(ws / "softqe.yaml")], "config file not found", ws.root)
 
 
 def test_softqe_config_latin1(ptlab, ws):
     cfg = ws.text("softqe.yaml", b"threads: 2\nencoder: caf\xe9\n")
-    expect_error(ptlab, ["retrieval", "expand", "-c", cfg], "softqe.yaml:2: config file is not valid UTF-8", ws.root)
+    expect_error(ptlab, ["study", "softqe", cfg], "softqe.yaml:2: config file is not valid UTF-8", ws.root)
 
 
 # -- synth ----------------------------------------------------------------------------------------------------
@@ -262,16 +262,14 @@ def test_usage_errors_are_one_line(ptlab, ws, argv, needle):
 
 
 def test_disk_full_is_one_line_naming_the_path(ptlab, ws, monkeypatch):
-    from ptlab.store import ResultStore
+    from .test_bad_studies import _ptlab_store, _study_dir
 
-    from .test_bad_studies import _study_dir
-
-    root = _study_dir(ws, None, "spurious", lambda p: ResultStore(p) and p)
+    root = _study_dir(ws, None, "spurious", _ptlab_store)
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(root / "report" / "report.md"))
 
-    monkeypatch.setattr("ptlab.report.spurious.load_study", full)
+    monkeypatch.setattr("ptlab.studies.spurious.report.load_study", full)
     line = expect_error(ptlab, ["report", root], "report/report.md: No space left on device", ws.root)
     assert "free some space" in line
 

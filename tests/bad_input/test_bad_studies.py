@@ -3,7 +3,6 @@ results databases are one line, exit 2, before any model is built; a dead worker
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sqlite3
@@ -141,25 +140,20 @@ def test_bad_budget_seed_file(ptlab, ws, content, needle):
 def _write_manifest(ws, kind: str, **extra):
     """A manifest that matches the config `study_config(ws, kind)` writes (so the results database is read next)."""
     from ptlab.fingerprint import fingerprint
+    from ptlab.studies.cli import load_study_config
+    from ptlab.studies.registry import get_study
 
-    if kind == "spurious":
-        from ptlab.studies.cells import CELL_VERSION
-        from ptlab.studies.spurious import STUDY_FORMAT
-        from ptlab.studies.spurious_cli import load_study_config as load
-    else:
-        from ptlab.studies.budget import STUDY_FORMAT
-        from ptlab.studies.budget_cells import CELL_VERSION
-        from ptlab.studies.budget_cli import load_budget_config as load
-    cfg = load(str(study_config(ws, kind)), [])
-    manifest = {"format": STUDY_FORMAT, "cell_version": CELL_VERSION, "fixed_hash": fingerprint(cfg.fixed()),
+    study = get_study(kind)
+    cfg = load_study_config(kind, str(study_config(ws, kind)), [])
+    manifest = {"format": study.study_format, "cell_version": study.cell_version, "fixed_hash": fingerprint(cfg.fixed()),
                 "fixed": cfg.fixed(), "config": cfg.model_dump(mode="json"), "cells": [], **extra}
     return ws.json("study/study.json", manifest)
 
 
 def _ptlab_store(path):
-    from ptlab.store import ResultStore
+    from ptlab.studies.grid.store import ResultStore
 
-    ResultStore(path)
+    ResultStore(path, ("task", "artifact", "feature", "rate", "algorithm", "seed"))
     return path
 
 
@@ -208,7 +202,7 @@ def test_study_output_dir_under_a_file(ptlab, ws):
     study(ptlab, ws, "budget", [f"output_dir={blocker}/study"], "is under")
 
 
-# -- ptlab report / study budget-report / advise -------------------------------------------------------------
+# -- ptlab report / advise -------------------------------------------------------------
 
 
 def _study_dir(ws, kind, manifest, results):
@@ -263,7 +257,7 @@ def test_report_export_format(ptlab, ws):
 
 def test_budget_report_corrupt_results(ptlab, ws):
     root = _study_dir(ws, None, "budget", b"not sqlite at all" * 50)
-    expect_error(ptlab, ["study", "budget-report", root], "results.sqlite: not a readable ptlab results database", ws.root)
+    expect_error(ptlab, ["report", root], "results.sqlite: not a readable ptlab results database", ws.root)
 
 
 ADVISE_CASES = [
@@ -305,6 +299,9 @@ def test_bad_advise(ptlab, ws, args, results, needle):
 class _Cell:
     cell_id: str
 
+    def as_dict(self) -> dict:
+        return {"cell_id": self.cell_id}
+
 
 @dataclass
 class _Plan:
@@ -318,16 +315,16 @@ def die(plan, events=None):
 
 
 def test_dead_worker_is_one_line(ptlab, ws, monkeypatch):
-    from ptlab.studies import executors, spurious
+    from ptlab.studies.spurious.study import STUDY
 
     root = ws / "study"
-    monkeypatch.setattr(spurious, "prepare", lambda cfg: (root, [_Plan(_Cell("math-fa-r0.1-sft-s0"))]))
-    monkeypatch.setattr("ptlab.studies.steps.build_data", lambda plan: None)
-    monkeypatch.setitem(executors.EXECUTORS, "processes", functools.partial(executors.processes, runner=die))
+    monkeypatch.setattr(STUDY, "plan", lambda cfg, root: [_Plan(_Cell("math-fa-r0.1-sft-s0"))])
+    monkeypatch.setattr(STUDY, "prepare", lambda cfg, root, todo: None)
+    monkeypatch.setattr(STUDY, "runner", die)
     cfg = study_config(ws, "spurious", executor="processes", workers=1)
     line = expect_error(ptlab, ["study", "spurious", cfg, "--quiet"], "cell math-fa-r0.1-sft-s0: its worker process died")
     assert "resumes" in line
-    from ptlab.store import ResultStore
+    from ptlab.studies.grid.store import ResultStore
 
     assert ResultStore(root / "results.sqlite", create=False).finished() == {}
 
@@ -338,6 +335,6 @@ def test_results_database_on_a_full_disk(ptlab, ws, monkeypatch):
     def full(self):
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr("ptlab.store.ResultStore._stored_format", full)
+    monkeypatch.setattr("ptlab.studies.grid.store.ResultStore._stored_meta", full)
     expect_error(ptlab, ["report", root], "results.sqlite: cannot use the results database (database or disk is full)",
                  ws.root)

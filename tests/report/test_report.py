@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from ptlab.errors import PtlabError
-from ptlab.report.analysis import condition_table, gain_over_base, rate_change, winners
-from ptlab.report.spurious import load_study, write_report
-from ptlab.store import ResultStore
+from ptlab.studies.grid.store import ResultStore
+from ptlab.studies.spurious.analysis import condition_table, gain_over_base, rate_change, winners
+from ptlab.studies.spurious.report import load_study, write_report
+from ptlab.studies.spurious.study import STUDY
 
 N = 120
 
@@ -92,13 +93,13 @@ def _write_study(root, base=False):
     if base:
         cells, ex = _with_base(cells, ex)
     root.mkdir(parents=True)
-    store = ResultStore(root / "results.sqlite")
+    store = ResultStore(root / "results.sqlite", STUDY.axes)
     for cell in cells.to_dict("records"):
         mine = ex[ex.cell_id == cell["cell_id"]]
         store.add_cell(cell, "h", {"eval_break/accuracy": mine[mine.split == "eval_break"]["correct"].mean()},
                        [{"split": r.split, "id": r.example_id, "correct": r.correct, "shortcut_agrees": r.shortcut_agrees}
                         for r in mine.itertuples()], {"train_s": 1.0})
-    (root / "study.json").write_text(json.dumps({"cells": cells["cell_id"].tolist(),
+    (root / "study.json").write_text(json.dumps({"cells": [{"cell_id": c} for c in cells["cell_id"]],
                                                  "config": {"model": "tiny", "data": {"n_train": 64, "n_eval": N},
                                                             "train": {"batch_size": 8, "max_steps": 4, "lr": 1e-3}}}))
 

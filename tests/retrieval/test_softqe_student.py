@@ -9,8 +9,11 @@ from ptlab.config import load_config
 from ptlab.errors import ConfigError, DataError
 from ptlab.retrieval.encoders import encode_documents, encode_queries
 from ptlab.retrieval.softqe_loss import SoftQELoss
-from ptlab.retrieval.study import SoftQEConfig, comparisons, quick, student_keys, student_name, systems
 from ptlab.retrieval.train import StudentSpec, student_dataset, student_from_teacher, train_student
+from ptlab.studies.softqe.cells import comparisons, student_name, systems
+from ptlab.studies.softqe.config import SoftQEConfig
+from ptlab.studies.softqe.shared import student_keys
+from ptlab.studies.softqe.study import STUDY
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +80,10 @@ def test_alpha_list_expands_into_one_student_each_with_stable_keys():
     lr = load_config(SoftQEConfig, None, ["student.alpha=[0, 0.5, 1]", "student.learning_rate=3e-5"])
     assert student_keys(lr, "teacher-key", ["q1", "q2"])[0.5] != keys[0.5]
     # the quick variant keeps the ablation
-    assert quick(cfg).student.alphas == cfg.student.alphas
+    from ptlab.studies.grid.config import load_grid_config
+
+    quick = load_grid_config(SoftQEConfig, "softqe", None, ["student.alpha=[0, 0.5, 1]"], STUDY.quick)
+    assert quick.student.alphas == cfg.student.alphas
 
 
 @pytest.mark.parametrize("value, message", [("1.5", "between 0 and 1, got 1.5"), ("[0, -0.1]", "got -0.1"),
@@ -101,8 +107,10 @@ def test_systems_and_comparisons_follow_the_alphas():
 
 def test_report_lists_each_student(tmp_path):
     from ptlab.retrieval.evaluate import CollectionResult, SystemResult, compare
-    from ptlab.retrieval.report import markdown, write_report
     from ptlab.retrieval.stats import mean_ci
+    from ptlab.studies.softqe.analysis import SoftQEResults
+    from ptlab.studies.softqe.figures import systems_figure
+    from ptlab.studies.softqe.report import build_document, headline_table
 
     rng = np.random.default_rng(0)
     res = CollectionResult("SQuAD (in-domain)", 50, 100)
@@ -112,13 +120,15 @@ def test_report_lists_each_student(tmp_path):
     compare(res, comparisons([0.0, 0.5]), 0)
     info = {"epochs": 3, "batch_size": 64, "learning_rate": 1e-4, "steps": 30, "train_loss": 0.5,
             "seconds": 12.0}
-    summary = {"expansion": {"backend": "simulated-expansion", "model": "oracle"}, "timings_s": {"total": 1.0},
-               "training": {"teacher": {**info, "pairs": 128}, "students": {"0": {**info, "rows": 640}, "0.5": None},
-                            "train_queries": 640, "teacher_queries": 128},
-               "config": {"threads": 1}, "load_average": 3.5, "cpu_count": 2}
-    text = markdown({"SQuAD (in-domain)": res}, summary)
+    shared = {"expansion": {"backend": "simulated-expansion", "model": "oracle"}, "timings_s": [["teacher", 1.0]],
+              "load_average": 3.5, "cpu_count": 2}
+    training = {"teacher": {**info, "pairs": 128}, "students": {"0": {**info, "rows": 640}, "0.5": None},
+                "train_queries": 640, "teacher_queries": 128}
+    r = SoftQEResults({"config": {"threads": 1}}, shared, None, [0.0, 0.5], {"SQuAD (in-domain)": res}, training)
+    text = build_document(r).markdown()
     assert "| SoftQE α=0.5 | no |" in text and "| SoftQE α=0.5 vs SoftQE α=0 |" in text
     assert "| teacher (q+, p+) | 128 | 3 | 64 | 0.0001 | 30 | 0.500 | 12 |" in text
-    assert "| SoftQE α=0.5 | (trained before train_info.json existed)" in text and "load average" in text
-    write_report(tmp_path, {"SQuAD (in-domain)": res}, summary)
-    assert (tmp_path / "figure.png").stat().st_size > 5_000
+    assert "| SoftQE α=0.5 | (no train_info.json: trained elsewhere)" in text and "load average" in text
+    assert "## Findings" in text and "SoftQE α=0.5 vs SoftQE α=0" in text.split("## Training")[0]
+    assert list(headline_table(r.results)["system"]) == systems([0.0, 0.5])
+    assert len(systems_figure(r.results)) > 5_000

@@ -1,39 +1,121 @@
-"""The whole `study softqe` flow at its quick size (slow: trains two encoders on CPU)."""
+"""The SoftQE study through the one engine (`run_grid`) at a tiny size: one stored cell per system,
+per-query values in the store, the report from the store alone, a re-run that recomputes nothing,
+an added alpha that trains only its student, and (slow) the command line with the latency probe."""
 
 import json
+from pathlib import Path
 
 import pytest
 
-from ptlab.retrieval.study import SoftQEConfig, quick, run_study, systems
+from ptlab.studies.grid.run import run_grid
+from ptlab.studies.grid.store import ResultStore
+from ptlab.studies.softqe.cells import NOT_A_STUDENT, systems
+from ptlab.studies.softqe.config import SoftQEConfig
+from ptlab.studies.softqe.study import STUDY
+
+TINY = ["squad.max_articles=1", "squad.n_test=12", "squad.n_dev=4", "hotpotqa.n_queries=6", "train_queries=32",
+        "teacher_queries=16", "teacher.batch_size=8", "teacher.max_seq_length=64", "student.epochs=1",
+        "student.batch_size=8", "latency.enabled=false"]
 
 
-@pytest.mark.slow
-def test_quick_study_writes_report_and_reuses_its_cache(tmp_path):
-    cfg = quick(SoftQEConfig()).model_copy(update={"train_queries": 96, "teacher_queries": 64})
-    cfg.student.alpha, cfg.student.epochs = [0.0, 0.5], 1
-    cfg.latency.n_queries, cfg.latency.max_new_tokens = 1, 8
-    summary = run_study(cfg, tmp_path / "out", log=lambda _: None)
-    out = tmp_path / "out"
-    assert (out / "figure.png").stat().st_size > 10_000
-    report = (out / "report.md").read_text()
-    assert "SQuAD (in-domain)" in report and "HotpotQA (out-of-domain)" in report and "p=" in report
-    results = json.loads((out / "results.json").read_text())["results"]
-    SYSTEMS = systems([0.0, 0.5])
+def tiny_config(out, *overrides) -> SoftQEConfig:
+    from ptlab.config import load_config
+
+    return load_config(SoftQEConfig, None, [*TINY, f"output_dir={out}", "student.alpha=[0, 0.5]", *overrides])
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("softqe") / "s"
+    cfg = tiny_config(out)
+    return out, cfg, run_grid(STUDY, cfg, quiet=True)
+
+
+def test_one_stored_cell_per_system_with_per_query_values(study):
+    out, _, run = study
+    assert run.cells == run.ran == 6 and run.skipped == 0
+    assert {"study.json", "results.sqlite", "results.csv", "runs.jsonl", "shared.json", "runs"} <= {
+        p.name for p in out.iterdir()}
+    store = ResultStore(out / "results.sqlite", create=False)
+    assert store.axes == ("system", "alpha")
+    df = store.results()
+    cells = df.drop_duplicates("cell_id").set_index("system")["alpha"]
+    assert sorted(cells.index) == sorted(systems([0.0, 0.5]))
+    assert cells["SoftQE α=0.5"] == 0.5 and cells["SoftQE α=0"] == 0.0 and cells["base"] == NOT_A_STUDENT
+    m = df.pivot_table(index="system", columns="metric", values="value", aggfunc="first")
+    for key, n in (("squad", 12), ("hotpotqa", 6)):
+        assert (m[f"{key}/queries"] == n).all() and m[f"{key}/nDCG@10"].between(0, 1).all()
+    assert m.loc["SoftQE α=0.5", "train/steps"] == 4 and m["train/steps"].isna().sum() == 4  # 32 rows / 8, 1 epoch
+    ex = store.examples()
+    per_cell = ex.groupby("cell_id").size()
+    assert (per_cell == 3 * (12 + 6)).all()  # every query, every measure, both collections
+    assert set(ex["split"]) == {f"{k}/{m}" for k in ("squad", "hotpotqa") for m in ("nDCG@10", "RR@10", "R@100")}
+    assert ((ex["value"] > 0) == ex["correct"].astype(bool)).all()
+    assert len(list((out / "runs").glob("*.trec"))) == 2 * 6
+
+
+def test_report_from_the_store(study, ptlab):
+    out, _, _ = study
+    res = ptlab("report", str(out))  # `ptlab report` finds the study by its manifest
+    assert res.returncode == 0, res.stderr
+    assert "| SoftQE α=0.5 | no |" in res.stdout  # the headline table
+    folder = out / "report"
+    assert {"report.md", "report.html", "figure.png", "table.md", "results.json"} <= {p.name for p in folder.iterdir()}
+    assert (folder / "figure.png").stat().st_size > 10_000
+    text = (folder / "report.md").read_text()
+    assert "SQuAD (in-domain)" in text and "HotpotQA (out-of-domain)" in text and "p=" in text
+    results = json.loads((folder / "results.json").read_text())["results"]
     for label in ("SQuAD (in-domain)", "HotpotQA (out-of-domain)"):
         got = results[label]["systems"]
-        assert sorted(got) == sorted(SYSTEMS)  # results.json is written with sorted keys
+        assert sorted(got) == sorted(systems([0.0, 0.5]))
         for s in got.values():
             ndcg = s["metrics"]["nDCG@10"]
             assert 0.0 <= ndcg["low"] <= ndcg["mean"] <= ndcg["high"] <= 1.0
         assert {"SoftQE α=0.5 vs base", "SoftQE α=0.5 vs SoftQE α=0"} <= set(results[label]["comparisons"])
-    assert len(list((out / "runs").glob("*.trec"))) == 2 * len(SYSTEMS)
-    lat = summary["latency"]
-    assert lat["with_llm_ms"] > lat["without_llm_ms"] > 0
+    stored = ResultStore(out / "results.sqlite", create=False).results()
+    mean = stored[(stored["system"] == "teacher (q)") & (stored["metric"] == "squad/nDCG@10")]["value"].item()
+    assert results["SQuAD (in-domain)"]["systems"]["teacher (q)"]["metrics"]["nDCG@10"]["mean"] == pytest.approx(mean)
 
-    again = run_study(cfg, tmp_path / "again", log=lambda _: None)  # everything cached: only re-scores
-    assert again["timings_s"]["teacher"] < 5 and not any(k.startswith("student") for k in again["timings_s"])
-    rerun = json.loads((tmp_path / "again" / "results.json").read_text())["results"]
-    for label, res in results.items():  # same config and seed -> same numbers (timings aside)
-        assert res["comparisons"] == rerun[label]["comparisons"]
-        assert {n: s["metrics"] for n, s in res["systems"].items()} == {
-            n: s["metrics"] for n, s in rerun[label]["systems"].items()}
+
+def test_rerun_recomputes_nothing(study):
+    out, cfg, _ = study
+    shared = (out / "shared.json").stat().st_mtime_ns
+    before = ResultStore(out / "results.sqlite", create=False).results()
+    again = run_grid(STUDY, cfg, quiet=True)
+    assert again.ran == 0 and again.skipped == again.cells == 6
+    assert (out / "shared.json").stat().st_mtime_ns == shared  # the shared steps did not run either
+    assert json.loads((out / "runs.jsonl").read_text().splitlines()[-1])["ran"] == []
+    assert ResultStore(out / "results.sqlite", create=False).results().equals(before)
+
+
+def test_deleted_run_reevaluates_only_that_cell(study):
+    out, cfg, _ = study
+    (out / "runs" / "squad__teacher-q.trec").unlink()
+    again = run_grid(STUDY, cfg, quiet=True)
+    assert again.ran_ids == ["teacher-q"]
+
+
+def test_an_added_alpha_trains_and_evaluates_only_its_student(study):
+    out, _, _ = study
+    teacher = Path(json.loads((out / "shared.json").read_text())["teacher_dir"]) / "modules.json"
+    mtime = teacher.stat().st_mtime_ns
+    again = run_grid(STUDY, tiny_config(out, "student.alpha=[0, 0.5, 1]"), quiet=True)
+    assert again.ran_ids == ["softqe-alpha-1"]
+    assert teacher.stat().st_mtime_ns == mtime  # the teacher came from the cache
+    m = ResultStore(out / "results.sqlite", create=False).results()
+    assert m[m["system"] == "SoftQE α=1"]["alpha"].unique().tolist() == [1.0]
+
+
+@pytest.mark.slow
+def test_cli_runs_the_study_with_latency(tmp_path, ptlab):
+    out = tmp_path / "cli"
+    res = ptlab("study", "softqe", *TINY[:-1], f"output_dir={out}", "student.alpha=0.5", "latency.n_queries=1",
+                "latency.max_new_tokens=8", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "5 cells run" in res.stdout and "| SoftQE α=0.5 | no |" in res.stdout
+    lat = json.loads((out / "latency.json").read_text())
+    assert lat["with_llm_ms"] > lat["without_llm_ms"] > 0
+    assert "## Latency per query" in (out / "report" / "report.md").read_text()
+    res = ptlab("study", "softqe", *TINY[:-1], f"output_dir={out}", "student.alpha=0.5", "latency.n_queries=1",
+                "latency.max_new_tokens=8", "--quiet")
+    assert "0 cells run, 5 already finished" in res.stdout

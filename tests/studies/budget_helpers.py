@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from ptlab.config import validate
-from ptlab.studies.budget_config import BudgetStudyConfig
+from ptlab.studies.budget.config import BudgetStudyConfig
 
 TINY_BUDGET = {
     "model": "tiny-test",

@@ -1,7 +1,7 @@
 import pytest
 
 from ptlab.config import validate
-from ptlab.studies.spurious_config import StudyConfig
+from ptlab.studies.spurious.config import StudyConfig
 
 TINY = {
     "model": "tiny-test",
@@ -30,8 +30,9 @@ def tiny_config(out, **changes) -> StudyConfig:
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory):
     """One finished 2-cell study (tiny-test, a few steps), shared by the fast tests."""
-    from ptlab.studies.spurious import run_study
+    from ptlab.studies.grid.run import run_grid
+    from ptlab.studies.spurious.study import STUDY
 
     out = tmp_path_factory.mktemp("study") / "s"
-    run = run_study(tiny_config(out), quiet=True)
+    run = run_grid(STUDY, tiny_config(out), quiet=True)
     return out, run

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ptlab.studies.crossover import find_crossover
+from ptlab.studies.budget.crossover import find_crossover
 
 
 def test_single_crossing_is_interpolated_in_log_ratio():
@@ -81,7 +81,7 @@ def _tests(low_diff, low_p, high_diff, high_p):
     ((0.1, 0.01, -0.1, 0.01), "**Not reproduced**"),
 ])
 def test_verdict_sentence(args, head):
-    from ptlab.report.budget_analysis import verdict
+    from ptlab.studies.budget.analysis import verdict
 
     text = verdict(_tests(*args))
     assert text.startswith(head) and "Q/|S|=64" in text

@@ -3,8 +3,9 @@
 import pytest
 
 from ptlab.errors import ConfigError
-from ptlab.studies.budget_cells import expand, plan_cell
-from ptlab.studies.budget_config import check_config
+from ptlab.studies.budget.cells import expand, plan_cell
+from ptlab.studies.budget.config import check_config
+from ptlab.studies.budget.study import STUDY as BUDGET
 
 from .budget_helpers import budget_config
 
@@ -18,8 +19,9 @@ def test_grid_expands_sizes_budgets_strategies_seeds_and_references(tmp_path):
     assert "math.S8.Q16.new_question.s1" in ids and "math.S4.Q0.seeds_only.s0" in ids
     c = next(c for c in cells if c.cell_id == "math.S8.Q16.new_question.s1")
     assert c.ratio == 2.0
-    row = c.store_row()
-    assert (row["artifact"], row["feature"], row["rate"], row["algorithm"]) == ("new_question", "S8", 2.0, "sft")
+    row = c.as_dict()  # what the store keeps: the budget study's own axes, under their own names
+    assert {k: row[k] for k in BUDGET.axes} == {"task": "math", "seed_size": 8, "budget": 16,
+                                                 "strategy": "new_question", "seed": 1, "ratio": 2.0}
     assert len(expand(budget_config(tmp_path, references=False))) == 3 * 3
 
 

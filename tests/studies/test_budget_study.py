@@ -5,8 +5,9 @@ import shutil
 
 import pytest
 
-from ptlab.store import ResultStore
-from ptlab.studies.budget import run_budget_study
+from ptlab.studies.budget.study import STUDY as BUDGET
+from ptlab.studies.grid.run import run_grid
+from ptlab.studies.grid.store import ResultStore
 
 from .budget_helpers import budget_config
 
@@ -14,7 +15,7 @@ from .budget_helpers import budget_config
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     out = tmp_path_factory.mktemp("budget") / "s"
-    run = run_budget_study(budget_config(out), quiet=True)
+    run = run_grid(BUDGET, budget_config(out), quiet=True)
     return out, run
 
 
@@ -36,7 +37,7 @@ def test_study_writes_cells_rows_and_exact_teacher_accounting(study):
     assert m.loc["math.S4.Q0.seeds_only.s0", "synth/rows"] == 4
     assert m.loc["math.S4.Q0.seeds_only.s0", "teacher/requests"] == 0
     strategies = [c for c in m.index if ".Q" in c and "seeds_only" not in c]
-    assert sum(m.loc[strategies, "teacher/paid"]) == run.teacher["paid"] == run.teacher["requests"]
+    assert sum(m.loc[strategies, "teacher/paid"]) == run.summary["teacher"]["paid"] == run.summary["teacher"]["requests"]
     ex = ResultStore(out / "results.sqlite", create=False).examples()
     assert ex.groupby("cell_id")["example_id"].apply(tuple).nunique() == 1  # the same eval examples everywhere
     rows = [json.loads(line) for line in next((out / "synth").glob("*/data.jsonl")).read_text().splitlines()]
@@ -62,27 +63,25 @@ def test_report_has_curves_table_and_crossover(study, ptlab):
 def test_rerun_after_deleting_one_eval_output_reevaluates_only_that_cell_and_pays_nothing(tmp_path):
     out = tmp_path / "s"
     cfg = budget_config(out, axes={"budget": [4, 16]})
-    first = run_budget_study(cfg, quiet=True)
-    assert first.teacher["paid"] > 0
+    first = run_grid(BUDGET, cfg, quiet=True)
+    assert first.summary["teacher"]["paid"] > 0
     before = ResultStore(out / "results.sqlite", create=False).results().set_index(["cell_id", "metric"])["value"]
     target = "math.S4.Q16.new_question.s0"
     manifest = json.loads((out / "study.json").read_text())
     assert target in {c["cell_id"] for c in manifest["cells"]}
-    from ptlab.studies.budget import prepare
-
-    plan = next(p for p in prepare(cfg)[1] if p.cell.cell_id == target)
+    plan = next(p for p in BUDGET.plan(cfg, out.resolve()) if p.cell.cell_id == target)
     shutil.rmtree(plan.eval.path)
     synth_mtime = (plan.synth.path / "data.jsonl").stat().st_mtime
-    again = run_budget_study(cfg, quiet=True)
+    again = run_grid(BUDGET, cfg, quiet=True)
     assert again.ran_ids == [target] and again.skipped == again.cells - 1
-    assert again.teacher["paid"] == 0 and again.teacher["requests"] == 0  # no teacher call paid twice
+    assert again.summary["teacher"]["paid"] == 0 and again.summary["teacher"]["requests"] == 0  # no teacher call paid twice
     assert (plan.synth.path / "data.jsonl").stat().st_mtime == synth_mtime
     after = ResultStore(out / "results.sqlite", create=False).results().set_index(["cell_id", "metric"])["value"]
     keep = ~after.index.get_level_values("metric").str.startswith("time/")
     assert after[keep].sort_index().equals(before[before.index.isin(after[keep].index)].sort_index())
     log = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert log[-1]["ran"] == [target] and log[-1]["teacher"]["paid"] == 0
-    assert run_budget_study(cfg, quiet=True).ran == 0
+    assert run_grid(BUDGET, cfg, quiet=True).ran == 0
 
 
 def test_a_real_teachers_replies_come_from_the_durable_cache_on_rerun(tmp_path, monkeypatch):
@@ -91,17 +90,17 @@ def test_a_real_teachers_replies_come_from_the_durable_cache_on_rerun(tmp_path, 
     cfg = budget_config(out, references=False, teacher={"backend": "hf", "model": "tiny-test"},
                         seeds={"source": "task"}, synth={"max_tokens": 8},
                         axes={"seed_size": [2], "budget": [4], "strategy": ["answer_augmentation"]})
-    first = run_budget_study(cfg, quiet=True)
-    assert first.teacher["paid"] == 4 and first.teacher["cached"] == 0
+    first = run_grid(BUDGET, cfg, quiet=True)
+    assert first.summary["teacher"]["paid"] == 4 and first.summary["teacher"]["cached"] == 0
     for step in ("synth", "eval"):  # lose the cell's data and evaluation: the teacher is asked again
         shutil.rmtree(out / step)
-    again = run_budget_study(cfg, quiet=True)
+    again = run_grid(BUDGET, cfg, quiet=True)
     assert again.ran == 1
-    assert again.teacher["requests"] == 4 and again.teacher["cached"] == 4 and again.teacher["paid"] == 0
+    assert again.summary["teacher"]["requests"] == 4 and again.summary["teacher"]["cached"] == 4 and again.summary["teacher"]["paid"] == 0
 
 
 def test_advise_from_results_and_from_defaults(study, ptlab):
-    from ptlab.advise import DEFAULT_CROSSOVER, advise
+    from ptlab.studies.budget.advise import DEFAULT_CROSSOVER, advise
 
     out, _ = study
     low = advise(100, 100)

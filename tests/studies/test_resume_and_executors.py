@@ -8,8 +8,9 @@ import time
 import pytest
 import yaml
 
-from ptlab.store import ResultStore
-from ptlab.studies.spurious import run_study
+from ptlab.studies.grid.run import run_grid
+from ptlab.studies.grid.store import ResultStore
+from ptlab.studies.spurious.study import STUDY
 
 from .conftest import TINY, tiny_config
 
@@ -46,11 +47,11 @@ def test_killed_study_resumes_mid_cell_to_the_same_results(tmp_path):
     assert not (ckpt.parent.parent / "final").exists()
     assert ResultStore(killed / "results.sqlite").results().empty  # the interrupted cell is not stored
 
-    resumed = run_study(tiny_config(killed, **{"axes.rate": [0.9], "axes.algorithm": ["dpo"], "train.max_steps": 40,
+    resumed = run_grid(STUDY, tiny_config(killed, **{"axes.rate": [0.9], "axes.algorithm": ["dpo"], "train.max_steps": 40,
                                                "train.batch_size": 8, "train.save_every": 5}), quiet=True)
     assert resumed.ran == 1
     fresh = tmp_path / "fresh"
-    run_study(tiny_config(fresh, **{"axes.rate": [0.9], "axes.algorithm": ["dpo"], "train.max_steps": 40,
+    run_grid(STUDY, tiny_config(fresh, **{"axes.rate": [0.9], "axes.algorithm": ["dpo"], "train.max_steps": 40,
                                     "train.batch_size": 8, "train.save_every": 5}), quiet=True)
     a, b = _metrics(killed), _metrics(fresh)
     assert a.index.equals(b.index)
@@ -58,8 +59,8 @@ def test_killed_study_resumes_mid_cell_to_the_same_results(tmp_path):
 
 
 def test_sequential_and_processes_give_the_same_results(tmp_path):
-    seq = run_study(tiny_config(tmp_path / "seq", **{"axes.algorithm": ["sft", "kto"]}), quiet=True)
-    par = run_study(tiny_config(tmp_path / "par", executor="processes", workers=2,
+    seq = run_grid(STUDY, tiny_config(tmp_path / "seq", **{"axes.algorithm": ["sft", "kto"]}), quiet=True)
+    par = run_grid(STUDY, tiny_config(tmp_path / "par", executor="processes", workers=2,
                                 **{"axes.algorithm": ["sft", "kto"]}), quiet=True)
     assert seq.ran == par.ran == 4
     a, b = _metrics(tmp_path / "seq"), _metrics(tmp_path / "par")

@@ -5,9 +5,10 @@ import json
 import pandas as pd
 import pytest
 
-from ptlab.store import ResultStore, StoreError
-from ptlab.studies.cells import expand
-from ptlab.studies.spurious import run_study
+from ptlab.studies.grid.run import run_grid
+from ptlab.studies.grid.store import ResultStore, StoreError
+from ptlab.studies.spurious.cells import expand
+from ptlab.studies.spurious.study import STUDY
 
 from .conftest import tiny_config
 
@@ -46,7 +47,7 @@ def test_study_runs_every_cell_and_stores_metrics(tiny_study):
 def test_rerun_does_nothing_and_more_seeds_run_only_the_new_cells(tiny_study, tmp_path):
     out, _ = tiny_study
     before = ResultStore(out / "results.sqlite").results()
-    again = run_study(tiny_config(out), quiet=True)
+    again = run_grid(STUDY, tiny_config(out), quiet=True)
     assert (again.ran, again.skipped) == (0, 2)
     after = ResultStore(out / "results.sqlite").results()
     pd.testing.assert_frame_equal(before, after)
@@ -69,31 +70,29 @@ def test_incompatible_store_format_is_refused(tmp_path):
     import sqlite3
 
     db = tmp_path / "results.sqlite"
-    ResultStore(db)
+    ResultStore(db, STUDY.axes)
     with sqlite3.connect(db) as c:
         c.execute("UPDATE meta SET value = 'ptlab-results/0' WHERE key = 'format'")
-    with pytest.raises(StoreError, match="format"):
+    with pytest.raises(StoreError, match="format 'ptlab-results/0'.*re-run the study into a new output_dir"):
         ResultStore(db)
 
 
 def test_cells_computed_from_other_inputs_are_refused(tiny_study, monkeypatch):
-    import ptlab.studies.cells as cells
+    import ptlab.studies.spurious.cells as cells
     from ptlab.errors import ConfigError
 
     out, _ = tiny_study
     monkeypatch.setattr(cells, "CELL_VERSION", "spurious-cell/other")
     with pytest.raises(ConfigError, match="computed from different inputs"):
-        run_study(tiny_config(out), quiet=True)
+        run_grid(STUDY, tiny_config(out), quiet=True)
 
 
 def test_base_cells_evaluate_the_untrained_model_once_for_all_seeds(tmp_path):
-    from ptlab.studies.spurious import prepare
-
     cfg = tiny_config(tmp_path / "b", **{"axes.algorithm": ["base", "sft"], "axes.rate": [0.9], "axes.seed": [0, 1]})
-    base = [p for p in prepare(cfg)[1] if p.cell.algorithm == "base"]
+    base = [p for p in STUDY.plan(cfg, (tmp_path / "b").resolve()) if p.cell.algorithm == "base"]
     assert len(base) == 2 and all(p.train is None and p.data is None and p.train_config is None for p in base)
     assert base[0].eval.path == base[1].eval.path  # greedy decoding of one model: one evaluation, shared
-    run = run_study(cfg, quiet=True)
+    run = run_grid(STUDY, cfg, quiet=True)
     assert (run.cells, run.ran) == (4, 4)
     assert len(list((tmp_path / "b" / "train").iterdir())) == 2  # only the sft cells trained
     assert len(list((tmp_path / "b" / "eval").iterdir())) == 3

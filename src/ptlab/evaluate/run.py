@@ -3,6 +3,11 @@
 `evaluate_model` returns per-example records (what the statistics need) and a
 flat metrics dict: `<split>/accuracy` (+ `_lo`/`_hi`), `<split>/reliance`,
 `<split>/n`, and `pairs/rank_accuracy` / `pairs/reward_accuracy` when pairs are given.
+
+Saved as `examples.jsonl` (one record a line) and `metrics.json`, written last, which
+also records the number of rows and the SHA-256 of `examples.jsonl`: a finished
+evaluation is reused, never recomputed, so `EvalResult.load` checks both and raises
+`CorruptOutput` on a torn, edited or missing file (`EvalResult.verify` says why instead).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from ptlab.evaluate.generate import GenerationSettings, generate
 from ptlab.evaluate.ranking import pair_logps, ranking_correct
 from ptlab.evaluate.score import score
 from ptlab.evaluate.stats import mean_ci, reliance_ci
+from ptlab.verify import CorruptOutput, sha256_hex
 
 # Tight generation budgets per task: the longest correct response plus a margin.
 MAX_NEW_TOKENS = {"math": 32, "instruct": 128, "docqa": 28}
@@ -31,16 +37,75 @@ class EvalResult:
     seconds: dict = field(default_factory=dict)
 
     def save(self, out: Path) -> None:
+        """`examples.jsonl`, then `metrics.json` with the row count and SHA-256 of the examples.
+
+        An older `metrics.json` is removed first, so a kill midway leaves no metrics.json
+        (incomplete) rather than old metrics beside new examples.
+        """
         out = make_dir(Path(out), "--out")
-        write_text(out / "examples.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records))
-        write_json(out / "metrics.json", {"metrics": self.metrics, "seconds": self.seconds})
+        (out / "metrics.json").unlink(missing_ok=True)
+        data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records)
+        write_text(out / "examples.jsonl", data)
+        write_json(out / "metrics.json", {"metrics": self.metrics, "seconds": self.seconds, "rows": len(self.records),
+                                          "examples_sha256": sha256_hex(data.encode("utf-8"))})
 
     @classmethod
     def load(cls, out: Path) -> "EvalResult":
-        out = Path(out)
-        meta = json.loads((out / "metrics.json").read_text())
-        records = [json.loads(line) for line in (out / "examples.jsonl").read_text().splitlines() if line.strip()]
+        """The saved evaluation in `out`; CorruptOutput (one line) if a file is missing, torn or altered."""
+        meta, records = _read(Path(out))
         return cls(meta["metrics"], records, meta.get("seconds", {}))
+
+    @staticmethod
+    def verify(out: Path) -> str | None:
+        """None if the evaluation saved in `out` is whole, else why not (the CorruptOutput line)."""
+        try:
+            _read(Path(out))
+        except CorruptOutput as e:
+            return str(e)
+        return None
+
+    @staticmethod
+    def is_valid(out: Path) -> bool:
+        return EvalResult.verify(out) is None
+
+
+def _read(out: Path) -> tuple[dict, list[dict]]:
+    """metrics.json and the records of examples.jsonl, checked against each other."""
+    meta_path, ex_path = out / "metrics.json", out / "examples.jsonl"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CorruptOutput(f"{meta_path}: missing (the evaluation did not finish)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise CorruptOutput(f"{meta_path}: unreadable ({type(e).__name__})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("metrics"), dict):
+        raise CorruptOutput(f"{meta_path}: no 'metrics' mapping")
+    try:
+        data = ex_path.read_bytes()
+    except FileNotFoundError:
+        raise CorruptOutput(f"{ex_path}: missing") from None
+    except OSError as e:
+        raise CorruptOutput(f"{ex_path}: unreadable ({type(e).__name__})") from None
+    expected = meta.get("examples_sha256")
+    if expected is not None and sha256_hex(data) != expected:
+        raise CorruptOutput(f"{ex_path}: does not match the SHA-256 recorded in {meta_path.name} (torn or edited)")
+    if data and not data.endswith(b"\n"):  # every record ends its line: an older file cut short ends mid-line
+        raise CorruptOutput(f"{ex_path}: the last line is cut short (torn write)")
+    records = []
+    for i, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (UnicodeDecodeError, ValueError):
+            raise CorruptOutput(f"{ex_path}: line {i} is not valid JSON (torn or edited)") from None
+        if not isinstance(rec, dict):
+            raise CorruptOutput(f"{ex_path}: line {i} is not a JSON object")
+        records.append(rec)
+    rows = meta.get("rows")
+    if rows is not None and rows != len(records):
+        raise CorruptOutput(f"{ex_path}: {len(records)} rows, {meta_path.name} records {rows}")
+    return meta, records
 
 
 def summarise(records: list[dict]) -> dict:

@@ -1,8 +1,9 @@
 """Text corpora that train the tiny models' tokenizers.
 
-Corpora are registered by name so a task suite can contribute its own
-(`register_corpus("tasks", fn)`); `builtin` is a deterministic mix of
-arithmetic, instructions and prose-like sentences for engine tests.
+Corpora are registered by name (`register_corpus(name, fn)`): `tasks` is the
+task suite's text (models sit above tasks: a model is built from task data,
+never the other way round); `builtin` is a deterministic mix of arithmetic,
+instructions and prose-like sentences for engine tests.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ def register_corpus(name: str, fn: CorpusFn) -> None:
 
 
 def get_corpus(name: str, seed: int = 0) -> list[str]:
-    if name not in _CORPORA and name == "tasks":
-        import ptlab.tasks  # noqa: F401  (registers the "tasks" corpus)
     if name not in _CORPORA:
         from ptlab.errors import ConfigError
 
@@ -60,4 +59,11 @@ def _builtin(seed: int, n: int = 4000) -> list[str]:
     return texts
 
 
+def _tasks(seed: int) -> list[str]:
+    from ptlab.tasks.corpus import tokenizer_corpus
+
+    return tokenizer_corpus(seed)
+
+
 register_corpus("builtin", _builtin)
+register_corpus("tasks", _tasks)

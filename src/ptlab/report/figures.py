@@ -1,4 +1,4 @@
-"""Matplotlib figures for the spurious study, returned as PNG bytes (Agg backend, no display)."""
+"""Shared figure helpers: PNG bytes from a Matplotlib figure (Agg backend, no display), one colour per arm."""
 
 from __future__ import annotations
 
@@ -8,66 +8,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
 
 COLORS = {"sft": "#4477aa", "dpo": "#ee6677", "kto": "#228833", "simpo": "#ccbb44", "orpo": "#66ccee", "cpo": "#aa3377"}
-LABEL = {"feature_ambiguity": "Feature Ambiguity", "distributional_narrowness": "Distributional Narrowness"}
 
 
-def _png(fig) -> bytes:
+def png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
-
-
-def task_figure(table: pd.DataFrame, task: str) -> bytes:
-    """In-distribution (solid) vs shortcut-breaking (dashed) accuracy by rate, one panel per artifact."""
-    t = table[(table["task"] == task) & table["split"].isin(["eval_id", "eval_break"])]
-    artifacts = sorted(t["artifact"].unique())
-    fig, axes = plt.subplots(1, len(artifacts), figsize=(5.2 * len(artifacts), 3.8), squeeze=False, sharey=True)
-    for ax, artifact in zip(axes[0], artifacts):
-        a = t[t["artifact"] == artifact]
-        for (alg, split), g in a.groupby(["algorithm", "split"]):
-            g = g.sort_values("rate")
-            err = [g["accuracy"] - g["lo"], g["hi"] - g["accuracy"]]
-            ax.errorbar(g["rate"] * 100, g["accuracy"], yerr=err, color=COLORS.get(alg), capsize=3, marker="o",
-                        linestyle="-" if split == "eval_id" else "--",
-                        label=f"{alg} {'in-dist' if split == 'eval_id' else 'breaking'}")
-        feature = a["feature"].iloc[0] if len(a) else ""
-        ax.set_title(f"{task}: {LABEL.get(artifact, artifact)}\n({feature})", fontsize=10)
-        ax.set_xlabel("spurious rate in training data (%)")
-        ax.set_xticks(sorted(a["rate"].unique() * 100))
-        ax.set_ylim(-0.03, 1.03)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("accuracy (95% CI)\nsolid: in-distribution, dashed: shortcut-breaking", fontsize=9)
-    axes[0][-1].legend(fontsize=7, loc="best")
-    return _png(fig)
-
-
-def change_figure(changes: pd.DataFrame) -> bytes:
-    """Change in shortcut-breaking accuracy from the lowest to the highest rate, per algorithm and condition."""
-    conds = changes[["task", "artifact"]].drop_duplicates().sort_values(["task", "artifact"]).to_records(index=False)
-    algs = sorted(changes["algorithm"].unique())
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(conds) * len(algs) + 1.2))
-    y, ticks, labels = 0, [], []
-    for task, artifact in conds:
-        for alg in algs:
-            r = changes[(changes["task"] == task) & (changes["artifact"] == artifact) & (changes["algorithm"] == alg)]
-            if r.empty:
-                continue
-            r = r.iloc[0]
-            ax.errorbar(r["diff"] * 100, y, xerr=[[(r["diff"] - r["lo"]) * 100], [(r["hi"] - r["diff"]) * 100]],
-                        fmt="o", color=COLORS.get(alg), capsize=3)
-            if r["mark"]:
-                ax.annotate(r["mark"], (r["hi"] * 100, y), xytext=(4, -3), textcoords="offset points", fontsize=9)
-            ticks.append(y)
-            labels.append(f"{task} / {LABEL.get(artifact, artifact)} / {alg}")
-            y += 1
-        y += 0.6
-    ax.axvline(0, color="grey", lw=1)
-    ax.set_yticks(ticks, labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("change in shortcut-breaking accuracy, lowest → highest rate (points, 95% CI)")
-    ax.grid(axis="x", alpha=0.3)
-    return _png(fig)

@@ -1,6 +1,6 @@
-"""Dense retrieval and the SoftQE study: BEIR-format collections, LLM query
-expansion, teacher/student encoders, a FAISS index and ir-measures metrics.
+"""Dense retrieval, a library: BEIR-format collections, LLM query expansion, teacher/student
+encoders (SoftQE's loss and training), a FAISS index, ir-measures metrics and paired statistics.
 
-Flow (each step cached by a fingerprint of its inputs):
-collections -> expansions -> teacher encoder -> SoftQE student -> index + metrics -> report.
+The SoftQE study that assembles these pieces lives in `ptlab.studies.softqe`;
+nothing here imports it.
 """

@@ -1,7 +1,7 @@
-"""`ptlab retrieval build | check | expand | train | evaluate`, and the `softqe` study command.
+"""`ptlab retrieval build | check | expand | evaluate`: the retrieval library's own commands.
 
-The study command is attached to the shared `study` group by `ptlab.studies.cli`
-through `add_study_commands`, so other studies can add theirs beside it.
+They work on any BEIR folder and any sentence-transformers encoder; the SoftQE
+study that combines them (teacher, students, report) is `ptlab study softqe`.
 """
 
 from __future__ import annotations
@@ -13,16 +13,7 @@ import typer
 
 from ptlab.errors import ConfigError
 
-CONFIG_HELP = "YAML config (a SoftQEConfig; see configs/softqe.yaml)"
-
-
-def load_softqe_config(config: Optional[Path], overrides: list[str], quick: bool = False):
-    from ptlab.config import load_config
-    from ptlab.retrieval.study import SoftQEConfig
-    from ptlab.retrieval.study import quick as quick_variant
-
-    cfg = load_config(SoftQEConfig, config, overrides)
-    return quick_variant(cfg) if quick else cfg
+EXPANSION_HELP = "YAML expansion settings (the `expansion:` section of configs/softqe.yaml)"
 
 
 def _print_table(rows: list[list[str]], header: list[str]) -> None:
@@ -36,8 +27,8 @@ def _print_table(rows: list[list[str]], header: list[str]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    retrieval = typer.Typer(help="Dense retrieval: BEIR collections, expansion, SoftQE training, evaluation.",
-                            no_args_is_help=True)
+    retrieval = typer.Typer(help="Dense retrieval: BEIR collections, query expansion, evaluation "
+                            "(the SoftQE study: ptlab study softqe).", no_args_is_help=True)
     app.add_typer(retrieval, name="retrieval")
 
     @retrieval.command("build")
@@ -64,34 +55,25 @@ def register(app: typer.Typer) -> None:
               + ", ".join(f"{s}: {len(q)} judged queries" for s, q in col.qrels.items()))
 
     @retrieval.command("expand")
-    def expand_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-                   overrides: list[str] = typer.Argument(None), quick: bool = typer.Option(False, "--quick"),
+    def expand_cmd(folder: Path = typer.Argument(..., help="BEIR folder whose queries are expanded"),
+                   overrides: list[str] = typer.Argument(None, help="expansion settings, e.g. source=teacher "
+                                                         "teacher.model=smollm2-135m max_tokens=32"),
+                   config: Optional[Path] = typer.Option(None, "--config", "-c", help=EXPANSION_HELP),
+                   split: str = typer.Option("test", help="qrels split whose queries are expanded"),
                    show: int = typer.Option(3, help="examples to print")) -> None:
-        """Expand the study's train and test queries with its expansion source (cached, budgeted)."""
-        from ptlab.retrieval.collections import ensure_collection
-        from ptlab.retrieval.expansion import build_backend, expand, metered
+        """Write a pseudo-document for each query of a BEIR split (cached and budgeted like any teacher call)."""
+        from ptlab.config import load_config
+        from ptlab.retrieval.beir import load_beir
+        from ptlab.retrieval.expansion import ExpansionSpec, build_backend, expand, metered
 
-        cfg = load_softqe_config(config, overrides or [], quick)
-        _, squad = ensure_collection("squad", cfg.squad)
-        _, hotpot = ensure_collection("hotpotqa", cfg.hotpotqa)
-        teacher = metered(cfg.expansion, build_backend(cfg.expansion, [squad, hotpot]))
-        train = list(squad.qrels["train"])[: cfg.train_queries]
-        queries = {q: squad.queries[q] for q in train} | squad.split_queries("test") | hotpot.split_queries("test")
-        pseudo = expand(teacher, queries, cfg.expansion)
+        spec = load_config(ExpansionSpec, config, overrides or [])
+        col = load_beir(folder, [split])
+        teacher = metered(spec, build_backend(spec, [col]))
+        queries = col.split_queries(split)
+        pseudo = expand(teacher, queries, spec)
         for qid in list(pseudo)[:show]:
             print(f"{queries[qid]}\n  -> {pseudo[qid]}")
         print(teacher.report())
-
-    @retrieval.command("train")
-    def train_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-                  overrides: list[str] = typer.Argument(None), quick: bool = typer.Option(False, "--quick")) -> None:
-        """Train the teacher and the SoftQE students, one per alpha (cached); print their directories."""
-        from ptlab.retrieval.study import prepare
-
-        p = prepare(load_softqe_config(config, overrides or [], quick))
-        print(f"teacher: {p.teacher_dir}")
-        for alpha, folder in p.student_dirs.items():
-            print(f"student alpha={alpha:g}: {folder}")
 
     @retrieval.command("evaluate")
     def evaluate_cmd(
@@ -103,11 +85,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score one encoder on a BEIR folder: nDCG@10, RR@10, R@100 with 95% intervals, and queries/s."""
         from ptlab.retrieval.beir import load_beir
-        from ptlab.retrieval.encoders import load_encoder, resolve_encoder
+        from ptlab.retrieval.encoders import load_encoder, resolve_encoder, set_threads
         from ptlab.retrieval.evaluate import document_embeddings, run_system
         from ptlab.retrieval.index import DenseIndex
         from ptlab.retrieval.metrics import DEFAULT_MEASURES
-        from ptlab.retrieval.study import set_threads
 
         for option, value in (("--k", k), ("--threads", threads)):
             if value < 1:
@@ -124,21 +105,3 @@ def register(app: typer.Typer) -> None:
                      ["measure", "mean", "95% CI"])
         print(f"{sr.n_queries} queries, {sr.queries_per_s:.0f} queries/s (encode + search)")
 
-
-def add_study_commands(study: typer.Typer) -> None:
-    @study.command("softqe")
-    def softqe(config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-               overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. student.alpha=[0,0.7]"),
-               quick: bool = typer.Option(False, "--quick", help="a few-minute variant (small splits)"),
-               out: Optional[Path] = typer.Option(None, "--out", "-o", help="report folder")) -> None:
-        """SoftQE: base, base + LLM expansion, teacher, SoftQE students (one per alpha); in- and out-of-domain; latency; report."""
-        from ptlab.atomic import check_replaceable
-        from ptlab.fingerprint import fingerprint
-        from ptlab.paths import cache_dir
-        from ptlab.retrieval.study import run_study
-
-        cfg = load_softqe_config(config, overrides or [], quick)
-        out = out or cache_dir("runs") / f"softqe-{fingerprint(cfg.model_dump(), length=8)}"
-        check_replaceable(out, "--out")
-        run_study(cfg, out)
-        print(f"report: {out / 'report.md'}")

@@ -33,6 +33,16 @@ def resolve_encoder(name: str) -> str:
     raise ConfigError(f"encoder {name!r}: not {BASE_ALIASES[0]!r} and not a sentence-transformers directory")
 
 
+def set_threads(n: int) -> None:
+    """CPU threads for torch and FAISS alike (they run one after the other: no oversubscription)."""
+    import faiss
+    import torch
+
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
 def load_encoder(name: str, max_seq_length: int | None = None):
     from sentence_transformers import SentenceTransformer
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import json
 import logging
 import tempfile
 import time
@@ -113,6 +114,12 @@ def _fit(model, dataset, loss, args) -> dict:
     out = trainer.train()
     return {"train_loss": float(out.training_loss), "steps": int(out.global_step),
             "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def train_info(model_dir: Path) -> dict | None:
+    """What `_save` recorded about a model's training (rows, steps, loss, seconds); None if it has no record."""
+    path = Path(model_dir) / "train_info.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _save(model, out: Path, info: dict) -> None:

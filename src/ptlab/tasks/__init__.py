@@ -46,10 +46,7 @@ from ptlab.tasks.math import MathTask  # noqa: E402
 for _cls in (MathTask, InstructTask, DocQATask):
     register_task(_cls())
 
-from ptlab.tasks.corpus import register as _register_corpus  # noqa: E402
 from ptlab.tasks.rows import FORMATS, make_rows  # noqa: E402
-
-_register_corpus()
 
 __all__ = [
     "ARTIFACTS", "DISTRIBUTIONAL_NARROWNESS", "FEATURE_AMBIGUITY", "FORMATS", "SPLITS", "Example", "Feature",

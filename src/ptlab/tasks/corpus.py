@@ -39,8 +39,3 @@ def tokenizer_corpus(seed: int = 0) -> list[str]:
             texts += [ex.prompt + ex.chosen, ex.rejected]
     return texts
 
-
-def register() -> None:
-    from ptlab.models.corpus import register_corpus
-
-    register_corpus("tasks", tokenizer_corpus)

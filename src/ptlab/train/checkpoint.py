@@ -9,12 +9,18 @@ with `torch.load(weights_only=True)`, which refuses any pickled object that is
 not a tensor or a plain container. Each checkpoint records the size and SHA-256
 of its files, so a torn or tampered checkpoint is detected on resume and the
 previous intact one is used instead (said in one line).
+
+A run is finished when both `final/` and `result.json` exist (`finished_run`): the
+loop writes `result.json` first and renames `final/` into place last, so a kill
+between the two leaves a run that resumes, never one that looks done without its
+metrics. `retention: final` then deletes `checkpoints/` (`drop_checkpoints`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -25,7 +31,10 @@ from ptlab.atomic import atomic_dir, write_json
 from ptlab.errors import ConfigError
 
 STATE = "trainer_state.json"
+RESULT = "result.json"
+FINAL = "final"
 _CHUNK = 1 << 20
+_TRASH = ".checkpoints.deleting-"
 
 
 def checkpoint_dirs(output_dir: Path) -> list[Path]:
@@ -122,3 +131,45 @@ def load_optimizer_and_scheduler(ckpt: Path, optimizer, scheduler) -> None:
             raise ConfigError(f"{Path(ckpt) / name}: not a plain tensor file, refused to load "
                               f"({type(e).__name__})") from None
         target.load_state_dict(state)
+
+
+def finished_run(output_dir: Path) -> Path | None:
+    """`output_dir/final` if the run there finished — `final/` and a readable `result.json` — else None.
+
+    What a study step should test instead of `final/` alone: a run killed after writing
+    `result.json` but before `final/` was renamed into place is unfinished (and resumes).
+    """
+    out = Path(output_dir)
+    final = out / FINAL
+    if not final.is_dir():
+        return None
+    try:
+        result = json.loads((out / RESULT).read_text())
+    except (OSError, ValueError):
+        return None
+    return final if isinstance(result, dict) and "metrics" in result else None
+
+
+def drop_checkpoints(output_dir: Path) -> int:
+    """Delete `output_dir/checkpoints` of a finished run (retention: final); the bytes freed.
+
+    The directory is first renamed out of the way, so it disappears at once: a kill midway
+    leaves a hidden `.checkpoints.deleting-*` (removed by the next call) rather than a
+    half-deleted checkpoint that resume would have to skip.
+    """
+    out = Path(output_dir)
+    if finished_run(out) is None:
+        raise ValueError(f"{out}: not a finished run; its checkpoints are what resume needs")
+    freed = sum(_remove(trash) for trash in out.glob(f"{_TRASH}*"))  # left by a kill during an earlier call
+    root = out / "checkpoints"
+    if root.is_dir():
+        trash = out / f"{_TRASH}{os.getpid()}"
+        os.replace(root, trash)
+        freed += _remove(trash)
+    return freed
+
+
+def _remove(tree: Path) -> int:
+    size = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
+    shutil.rmtree(tree, ignore_errors=True)
+    return size

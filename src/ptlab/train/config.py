@@ -77,6 +77,10 @@ class TrainConfig(Strict):
     eval_every: int = Field(0, ge=0)
     save_every: int = Field(50, ge=0, description="checkpoint every N steps (0: only at the end)")
     save_total_limit: int = Field(2, gt=0)
+    retention: Literal["checkpoints", "final"] = Field(
+        "checkpoints", description="what a finished run keeps: its last save_total_limit checkpoints as well as "
+        "final/ ('checkpoints'), or final/ alone ('final': optimizer state and intermediate weights are deleted "
+        "once final/ and result.json are written; what study engines use)")
     report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(default_factory=list)
 
     @model_validator(mode="after")

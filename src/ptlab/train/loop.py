@@ -4,12 +4,17 @@ Flow: load model and rows → tokenise → reference log-probs (cached) → for 
 optimizer step: split the global batch over processes and micro-batches, add up
 the objective's normalising counts over the whole step, forward/backward each
 micro-batch, clip, step → log, checkpoint, evaluate → save the final model.
+
+One run per output_dir: the main process holds `ptlab.locks.hold_dir_lock` on it
+for the whole run. A run is finished when `final/` and `result.json` both exist
+(`finished_run`); `result.json` is written first, `final/` renamed into place last.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -19,12 +24,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ptlab.atomic import check_replaceable, mark, write_json, write_text
+from ptlab.atomic import atomic_dir, check_replaceable, mark, write_json, write_text
 from ptlab.data.batching import batch_order, collate, row_length, split_evenly
 from ptlab.errors import ConfigError, PtlabError
 from ptlab.fingerprint import fingerprint
+from ptlab.locks import hold_dir_lock
 from ptlab.train.checkpoint import (
+    FINAL,
+    RESULT,
     checkpoint_dirs,
+    drop_checkpoints,
     latest_checkpoint,
     load_optimizer_and_scheduler,
     load_state,
@@ -137,13 +146,18 @@ def _evaluate(objective, params, wrapped, tok, store, pad_id, cfg, accelerator) 
 
 
 # Settings that change how a run is logged or saved, or where, but not the numbers it computes.
-_NOT_IN_HASH = {"output_dir", "save_every", "log_every", "report_to", "save_total_limit"}
+_NOT_IN_HASH = {"output_dir", "save_every", "log_every", "report_to", "save_total_limit", "retention"}
+
+
+def _check_may_write(out: Path) -> None:
+    """Refuse an output_dir ptlab may not write into: checked before the lock, whose taking creates it."""
+    if not checkpoint_dirs(out):  # a run of an older ptlab has no marker, but its checkpoints say what it is
+        check_replaceable(out, "output_dir")
 
 
 def _check_output_dir(out: Path, resume: bool) -> None:
     """Refuse, before any work, an output_dir ptlab may not write into or that holds another run."""
-    if not checkpoint_dirs(out):  # a run of an older ptlab has no marker, but its checkpoints say what it is
-        check_replaceable(out, "output_dir")
+    _check_may_write(out)
     if not resume and (out / "final").exists():
         raise ConfigError(f"output_dir {out} already holds a finished run; choose another output_dir")
     if not resume and checkpoint_dirs(out):
@@ -157,12 +171,37 @@ def _restore_threads(state: dict, device) -> None:
         torch.set_num_threads(int(threads))
 
 
-def train(config, resume: bool = False, quiet: bool = False) -> TrainResult:
-    from accelerate import Accelerator
+def _output_lock(out: Path):
+    """The output_dir lock, taken by the main process only (rank 0 under `accelerate launch`)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return contextlib.nullcontext()
+    return hold_dir_lock(out, "output_dir")
 
+
+def train(config, resume: bool = False, quiet: bool = False) -> TrainResult:
+    """Train as `config` says into its output_dir (`resume`: from the latest intact checkpoint there)."""
     cfg: TrainConfig = coerce_config(config)
     out = Path(cfg.output_dir)
-    _check_output_dir(out, resume)
+    _check_may_write(out)
+    with _output_lock(out):
+        # under the lock: a run still going here is named by the lock, not mistaken for a partial one
+        _check_output_dir(out, resume)
+        return _train(cfg, out, resume, quiet)
+
+
+def _save_final(out: Path, lm, tokenizer, record: dict) -> Path:
+    """`result.json`, then `final/` renamed into place: a run that looks finished has its metrics."""
+    write_json(out / RESULT, record)
+    final = out / FINAL
+    with atomic_dir(final) as tmp:
+        lm.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return final
+
+
+def _train(cfg: TrainConfig, out: Path, resume: bool, quiet: bool) -> TrainResult:
+    from accelerate import Accelerator
+
     ckpt = latest_checkpoint(out) if resume else None
     cfg_hash = fingerprint(cfg.model_dump(exclude=_NOT_IN_HASH))
     if ckpt is not None and load_state(ckpt).get("config_hash") != cfg_hash:
@@ -297,18 +336,15 @@ def train(config, resume: bool = False, quiet: bool = False) -> TrainResult:
             accelerator.wait_for_everyone()
 
     progress.stop()
-    final = out / "final"
+    final = out / FINAL
     accelerator.wait_for_everyone()
     metrics = history[-1] if history else {}
     if accelerator.is_main_process:
-        from ptlab.atomic import atomic_dir
-
-        with atomic_dir(final) as tmp:
-            accelerator.unwrap_model(wrapped).lm.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-        wall = time.time() - t0
-        write_json(out / "result.json", {"metrics": metrics, "checkpoint": str(final), "steps": total_steps,
-                                          "wall_s": round(wall, 3), "config_hash": cfg_hash})
+        record = {"metrics": metrics, "checkpoint": str(final), "steps": total_steps,
+                  "wall_s": round(time.time() - t0, 3), "config_hash": cfg_hash}
+        _save_final(out, accelerator.unwrap_model(wrapped).lm, tokenizer, record)
+        if cfg.retention == "final":
+            drop_checkpoints(out)
     if cfg.report_to:
         accelerator.end_training()
     accelerator.wait_for_everyone()

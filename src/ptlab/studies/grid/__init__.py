@@ -1,0 +1,1 @@
+"""The one grid engine every study runs on: config loading, manifest, store, executors, progress, run loop."""

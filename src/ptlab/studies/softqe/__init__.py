@@ -1,0 +1,1 @@
+"""The SoftQE study: a query encoder distilled toward LLM-expanded queries."""
