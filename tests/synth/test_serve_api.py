@@ -44,6 +44,9 @@ class GatedResponder(InlineResponder):
         self.gate = threading.Event()
         self.gate_timed_out = False
 
+    def reply_words(self, request):
+        return ["Hello", "world"]
+
     def complete(self, request, on_text=None):
         if on_text is not None:
             on_text("Hello")

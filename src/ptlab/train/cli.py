@@ -21,11 +21,9 @@ def register(app: typer.Typer) -> None:
 
         from ptlab.config import load_config
         from ptlab.train.config import TrainConfig
-        from ptlab.train.data_source import check_data
         from ptlab.train.loop import train
 
         cfg = load_config(TrainConfig, config, overrides)
-        check_data(cfg)  # bad rows fail here, before any model is built or loaded
         result = train(cfg, resume=resume, quiet=quiet)
         if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch, only rank 0 prints
             return

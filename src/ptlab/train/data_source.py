@@ -28,28 +28,31 @@ def _where(src: DataSource, name: str) -> str:
     return src.path or f"{name} (task {src.task})"
 
 
-def load_source(src: DataSource, fmt: str, tokenizer, max_length: int, kl_chunk: int | None, name: str) -> list[TokenizedRow]:
-    return tokenize_rows(tokenizer, source_rows(src, fmt), fmt, max_length, source=_where(src, name), kl_chunk=kl_chunk)
+def load_source(rows: list[dict], src: DataSource, fmt: str, tokenizer, max_length: int, kl_chunk: int | None,
+                name: str) -> list[TokenizedRow]:
+    """Tokenise rows already read and checked by `check_data`."""
+    return tokenize_rows(tokenizer, rows, fmt, max_length, source=_where(src, name), kl_chunk=kl_chunk)
 
 
-def check_source(src: DataSource, fmt: str, name: str) -> int:
-    """Read and check the rows of one source (no tokenizer needed); their count."""
+def checked_rows(src: DataSource, fmt: str, name: str) -> list[dict]:
+    """Read and check the rows of one source (no tokenizer needed)."""
     try:
         rows = source_rows(src, fmt)
     except ConfigError as e:  # a task's knobs or spurious feature: name the config section
         raise ConfigError(f"{name}: {e}") from None
     check_rows(rows, fmt, _where(src, name))
-    return len(rows)
+    return rows
 
 
-def check_data(cfg: TrainConfig) -> None:
-    """Everything about the data that can fail without a model: run before building or loading one."""
+def check_data(cfg: TrainConfig, world: int | None = None) -> tuple[list[dict], list[dict] | None]:
+    """(train rows, eval rows): everything about the data that can fail without a model, read once,
+    before a model is built or loaded."""
     from ptlab.train.objectives import get_objective
 
     fmt = get_objective(cfg.objective).format
-    n = check_source(cfg.data, fmt, "data")
-    if cfg.eval_data is not None:
-        check_source(cfg.eval_data, fmt, "eval_data")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if n < world * cfg.grad_accum:
-        raise ConfigError(f"data: {n} rows cannot feed {world} processes x grad_accum={cfg.grad_accum}")
+    rows = checked_rows(cfg.data, fmt, "data")
+    eval_rows = checked_rows(cfg.eval_data, fmt, "eval_data") if cfg.eval_data is not None else None
+    world = world if world is not None else int(os.environ.get("WORLD_SIZE", "1"))
+    if len(rows) < world * cfg.grad_accum:
+        raise ConfigError(f"data: {len(rows)} rows cannot feed {world} processes x grad_accum={cfg.grad_accum}")
+    return rows, eval_rows

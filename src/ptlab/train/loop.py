@@ -40,7 +40,7 @@ from ptlab.train.checkpoint import (
     save_checkpoint,
 )
 from ptlab.train.config import TrainConfig
-from ptlab.train.data_source import load_source
+from ptlab.train.data_source import check_data, load_source
 from ptlab.train.logps import SeqLogps, completion_logps
 from ptlab.train.objectives import get_objective
 from ptlab.train.progress import TrainProgress
@@ -218,15 +218,14 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, quiet: bool) -> TrainResul
     progress = TrainProgress(enabled=accelerator.is_main_process and not quiet)
     t0 = time.time()
 
+    rows, eval_rows = check_data(cfg, world)  # bad data fails here, before any model is built or loaded
     model_dir, model, tokenizer = build_model(cfg, ckpt)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     use_kl = needs_kl(objective, params)
     kl_chunk = cfg.batch_size if use_kl else None
-    tok = load_source(cfg.data, objective.format, tokenizer, cfg.max_length, kl_chunk, "data")
-    eval_tok = (load_source(cfg.eval_data, objective.format, tokenizer, cfg.max_length, kl_chunk, "eval_data")
-                if cfg.eval_data else None)
-    if len(tok) < world * cfg.grad_accum:
-        raise ConfigError(f"data: {len(tok)} rows cannot feed {world} processes x grad_accum={cfg.grad_accum}")
+    tok = load_source(rows, cfg.data, objective.format, tokenizer, cfg.max_length, kl_chunk, "data")
+    eval_tok = (load_source(eval_rows, cfg.eval_data, objective.format, tokenizer, cfg.max_length, kl_chunk,
+                            "eval_data") if cfg.eval_data else None)
 
     store = eval_store = None
     if objective.uses_reference:

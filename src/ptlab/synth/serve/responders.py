@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -49,20 +50,25 @@ def _cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
-def submit_to(responder, request: ChatRequest, on_text: OnText | None = None) -> Future:
-    """`responder.submit(...)`; a responder with only `complete(request)` answers inline (and does not stream)."""
-    submit = getattr(responder, "submit", None)
-    if submit is not None:
-        return submit(request, on_text)
+def _answered(complete: Callable[[], Completion]) -> Future:
+    """A future already holding `complete()`'s result, or the exception it raised."""
     fut: Future = Future()
     try:
-        fut.set_result(responder.complete(request))
+        fut.set_result(complete())
     except Exception as e:  # noqa: BLE001 - the caller reads it from the future
         fut.set_exception(e)
     return fut
 
 
-class InlineResponder:
+def submit_to(responder, request: ChatRequest, on_text: OnText | None = None) -> Future:
+    """`responder.submit(...)`; a responder with only `complete(request)` answers inline (and does not stream)."""
+    submit = getattr(responder, "submit", None)
+    if submit is not None:
+        return submit(request, on_text)
+    return _answered(lambda: responder.complete(request))
+
+
+class InlineResponder(ABC):
     """A responder without a model: it answers on the caller's thread, one word per token.
 
     `token_delay_s` makes it a slow generator (seconds per word), so tests can check that
@@ -71,8 +77,9 @@ class InlineResponder:
 
     token_delay_s: float = 0.0
 
+    @abstractmethod
     def reply_words(self, request: ChatRequest) -> list[str]:
-        raise NotImplementedError
+        """The reply as words (each one "token")."""
 
     def complete(self, request: ChatRequest, on_text: OnText | None = None) -> Completion:
         words = self.reply_words(request)
@@ -90,12 +97,7 @@ class InlineResponder:
         return Completion(text, prompt, _words(text) if stopped else len(words), finish)
 
     def submit(self, request: ChatRequest, on_text: OnText | None = None) -> Future:
-        fut: Future = Future()
-        try:
-            fut.set_result(self.complete(request, on_text))
-        except Exception as e:  # noqa: BLE001 - the caller reads it from the future
-            fut.set_exception(e)
-        return fut
+        return _answered(lambda: self.complete(request, on_text))
 
 
 class EchoResponder(InlineResponder):
