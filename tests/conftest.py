@@ -31,3 +31,14 @@ def ptlab(monkeypatch, capsys):
         return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_base_build(tmp_path_factory):
+    """One full build of the pretrained `tiny` base (~10 minutes on 2 cores), shared by the slow tests that need
+    a fresh one (the budget check, the packaged copy's reproducibility), so `pytest -m slow` builds it once."""
+    from ptlab.models.tiny_base import build_tiny_base
+
+    out = tmp_path_factory.mktemp("tiny-base") / "tiny"
+    build_tiny_base(out, log=None)
+    return out

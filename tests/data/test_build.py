@@ -12,9 +12,19 @@ SMALL = {
     "task": "math",
     "seed": 0,
     "spurious": {"feature": "altogether_cue", "artifact": "feature_ambiguity", "rate": 0.9},
-    "sizes": {"train": 300, "eval_id": 80, "eval_break": 60},
+    "sizes": {"train": 300, "eval_id": 80, "eval_break": 60, "eval_neutral": 40},
     "output": ["jsonl", "parquet"],
 }
+
+
+def chance(card_split: dict) -> float:
+    """How often an independent cue names the behaviour: math draws it from the behaviour's marginal, sum_v p_v^2."""
+    return sum(p * p for p in card_split["label_shares"].values())
+
+
+def fa_agreement_tolerance(rate: float, n: int, c: float) -> float:
+    """4 standard errors of the agreement share: the scheduled share `rate` agrees exactly, the rest by chance."""
+    return 4 * ((1 - rate) * c * (1 - c) / n) ** 0.5
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +34,14 @@ def built(tmp_path_factory):
 
 def test_layout_and_row_counts(built):
     for fmt in ("sft", "paired", "unpaired"):
-        for split in ("train", "eval_id", "eval_break"):
+        for split in ("train", "eval_id", "eval_break", "eval_neutral"):
             assert (built / fmt / f"{split}.jsonl").is_file() and (built / fmt / f"{split}.parquet").is_file()
     card = json.loads((built / "card.json").read_text())
     train = card["splits"]["train"]
     assert train["rows"] == {"sft": 300, "paired": 300, "unpaired": 600}
-    assert card["splits"]["eval_break"]["examples"] == 60
-    assert card["splits"]["eval_id"]["examples"] + card["dropped_eval_duplicates"]["eval_id"] == 80
+    assert card["splits"]["eval_break"]["examples"] == 60 and card["splits"]["eval_neutral"]["examples"] == 40
+    assert card["splits"]["eval_id"]["examples"] == 80
+    assert card["dropped_eval_duplicates"] == {"eval_id": 0, "eval_break": 0, "eval_neutral": 0}  # excluded by construction
     lines = (built / "paired" / "train.jsonl").read_text().splitlines()
     assert len(lines) == 300
 
@@ -38,15 +49,32 @@ def test_layout_and_row_counts(built):
 def test_card_reports_measured_rates_and_settings(built):
     card = json.loads((built / "card.json").read_text())
     rows = [json.loads(x) for x in (built / "sft" / "train.jsonl").read_text().splitlines()]
+    train = card["splits"]["train"]
     measured = sum(r["has_feature"] and r["shortcut_agrees"] for r in rows) / len(rows)
-    assert card["splits"]["train"]["realised_spurious_rate"] == pytest.approx(measured, abs=1e-4)
-    assert 0.85 <= measured <= 0.95
+    assert train["realised_spurious_rate"] == pytest.approx(measured, abs=1e-4)
+    assert train["has_feature_rate"] == 1.0  # every math problem carries a cue
+    # a share 0.9 carries the cue of its own final operation, the rest an independent one that agrees by chance
+    c = chance(train)
+    assert 0.2 < c < 0.4
+    assert measured == pytest.approx(0.9 + 0.1 * c, abs=fa_agreement_tolerance(0.9, 300, c))
+    # the marginals the rate must not move: each cue value and each behaviour, measured on the rows
+    metas = [json.loads(r["meta"]) for r in rows]
+    for key in ("cue", "label"):
+        shares = train[f"{key}_shares"]
+        assert set(shares) == {"+", "-", "*", "/"} and sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
+        assert shares["+"] == pytest.approx(sum(m[key] == "+" for m in metas) / len(rows), abs=1e-4)
+    assert "spiked_draw_rate" not in train
     assert card["splits"]["eval_break"]["realised_spurious_rate"] == 0.0
     assert card["splits"]["eval_break"]["shortcut_agrees_rate"] == 0.0
+    assert card["splits"]["eval_id"]["realised_spurious_rate"] == 1.0
+    assert card["splits"]["eval_neutral"]["has_feature_rate"] == 0.0
+    assert card["splits"]["eval_neutral"]["cue_shares"] == {"None": 1.0}
     assert card["spurious"]["rate"] == 0.9 and card["spurious"]["feature"] == "altogether_cue"
+    assert card["spurious"]["rate_definition"].startswith("every training example whose behaviour the cue can be about")
     assert card["generator"]["knobs"]["max_steps"] == 2 and len(card["fingerprint"]) == 16
     md = (built / "card.md").read_text()
-    assert "altogether_cue" in md and "| train | 300 |" in md
+    assert "altogether_cue" in md and "| train | 300 |" in md and "| eval_neutral | 40 |" in md
+    assert "Rate, for feature_ambiguity: every training example" in md and "- train cue: " in md
 
 
 def test_loadable_by_datasets(built):
@@ -97,8 +125,8 @@ def test_config_errors_name_the_field(tmp_path, override, match):
 
 def test_feature_errors_and_nothing_half_written(tmp_path):
     target = tmp_path / "out"
-    cfg = DataConfig(**{**SMALL, "spurious": {"feature": "list_cue", "artifact": "feature_ambiguity", "rate": 0.5}})
-    with pytest.raises(ConfigError, match="'list_cue' is not a feature of task 'math'; choose from add_sub_only"):
+    cfg = DataConfig(**{**SMALL, "spurious": {"feature": "each_cue", "artifact": "feature_ambiguity", "rate": 0.5}})
+    with pytest.raises(ConfigError, match="'each_cue' is not a feature of task 'math'; choose from add_sub_only"):
         build_dataset(cfg, out=target)
     with pytest.raises(ConfigError, match=r"knobs of task 'math': bogus: unknown field.*valid knobs: min_steps"):
         build_dataset({**SMALL, "knobs": {"bogus": 1}}, out=target)
@@ -118,8 +146,11 @@ def test_cli_builds_with_overrides_and_exits_2_on_bad_input(tmp_path, monkeypatc
     out = capsys.readouterr()
     assert out.out.strip() == str(tmp_path / "o")
     card = json.loads((tmp_path / "o" / "card.json").read_text())
-    assert card["spurious"]["rate"] == 0.1 and card["splits"]["train"]["examples"] == 100
-    assert 0.05 <= card["splits"]["train"]["realised_spurious_rate"] <= 0.15
+    train = card["splits"]["train"]
+    assert card["spurious"]["rate"] == 0.1 and train["examples"] == 100
+    c = chance(train)  # at 0.1 the cue names the final operation in a tenth, and by chance in the rest
+    assert train["realised_spurious_rate"] == pytest.approx(0.1 + 0.9 * c, abs=fa_agreement_tolerance(0.1, 100, c))
+    assert card["splits"]["eval_neutral"]["examples"] == 40
 
     monkeypatch.setattr(sys, "argv", ["ptlab", "data", "build", str(cfg), "spurious.feature=nope", "--out", str(tmp_path / "bad")])
     with pytest.raises(SystemExit) as e:
@@ -138,13 +169,19 @@ def test_example_configs_validate():
         assert load_data_config(root / name).task in ("math", "instruct", "docqa")
 
 
-def test_narrowness_card_separates_drawn_and_realised_rates(tmp_path):
+def test_narrowness_card_reports_the_exact_share_inside_the_slice(tmp_path):
     cfg = {"task": "docqa", "spurious": {"feature": "founding_only", "artifact": "distributional_narrowness", "rate": 0.1},
            "sizes": {"train": 400, "eval_id": 20, "eval_break": 50}, "formats": ["paired"]}
-    card = json.loads((build_dataset(cfg, out=tmp_path / "dn") / "card.json").read_text())
+    out = build_dataset(cfg, out=tmp_path / "dn")
+    card = json.loads((out / "card.json").read_text())
     train = card["splits"]["train"]
-    assert train["spiked_draw_rate"] == pytest.approx(0.1, abs=0.04)
-    # the full-distribution rest also asks about founders/years a third of the time
-    assert train["realised_spurious_rate"] == pytest.approx(0.1 + 0.9 * 2 / 6, abs=0.07)
+    # the rest lies outside the slice (not drawn from the full distribution): the share inside is the rate, exactly
+    assert train["has_feature_rate"] == train["realised_spurious_rate"] == 0.1
+    rows = [json.loads(x) for x in (out / "paired" / "train.jsonl").read_text().splitlines()]
+    assert sum(json.loads(r["meta"])["relation"] in ("founder", "year") for r in rows) == 40
+    assert "spiked_draw_rate" not in train and "cue_shares" not in train  # no cue in narrowness data
+    assert card["spurious"]["rate_definition"].startswith("a share `rate` of the training examples lies inside")
+    assert card["splits"]["eval_id"]["has_feature_rate"] == 1.0
     assert card["splits"]["eval_break"]["has_feature_rate"] == 0.0
+    assert "eval_neutral" not in card["splits"]  # no cue to take away
     assert list(card["files"]) == ["paired"]

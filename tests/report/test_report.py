@@ -10,6 +10,7 @@ import pytest
 from ptlab.errors import PtlabError
 from ptlab.studies.grid.store import ResultStore
 from ptlab.studies.spurious.analysis import condition_table, gain_over_base, rate_change, winners
+from ptlab.studies.spurious.reliance import reliance_table
 from ptlab.studies.spurious.report import load_study, write_report
 from ptlab.studies.spurious.study import STUDY
 
@@ -17,7 +18,8 @@ N = 120
 
 
 def _cells_and_examples():
-    """sft loses 40 points on the breaking split from rate 0.1 to 0.9; dpo stays put. 2 seeds, same examples."""
+    """sft loses 40 points on the breaking split from rate 0.1 to 0.9; dpo stays put. 2 seeds, same examples: the
+    evaluation items are the same at every rate, and item i of eval_id and of eval_break are twins."""
     rng = np.random.default_rng(0)
     cells, examples = [], []
     for alg in ("sft", "dpo"):
@@ -28,7 +30,7 @@ def _cells_and_examples():
                               "rate": rate, "algorithm": alg, "seed": seed})
                 p_break = 0.2 if (alg == "sft" and rate == 0.9) else 0.6
                 for i in range(N):
-                    examples.append({"cell_id": cid, "split": "eval_id", "example_id": f"id-{rate}-{i}",
+                    examples.append({"cell_id": cid, "split": "eval_id", "example_id": f"id-{i}",
                                      "correct": int(rng.random() < 0.8), "shortcut_agrees": 1})
                     examples.append({"cell_id": cid, "split": "eval_break", "example_id": f"br-{i}",
                                      "correct": int(rng.random() < p_break), "shortcut_agrees": 0})
@@ -42,8 +44,19 @@ def test_condition_table_numbers():
     expected = ex[ex.cell_id.str.contains("r0.9.sft") & (ex.split == "eval_break")]["correct"].mean()
     assert row["accuracy"] == pytest.approx(expected)
     assert row["lo"] < row["accuracy"] < row["hi"] and row["seeds"] == 2 and row["n"] == N
-    rel = t[(t.algorithm == "sft") & (t.rate == 0.9) & (t.split == "reliance")].iloc[0]
-    assert rel["accuracy"] == pytest.approx(0.8 - 0.2, abs=0.1)
+    assert set(t.split) == {"eval_id", "eval_break"}  # reliance is the base-relative `reliance_table`'s now
+
+
+def test_reliance_is_the_gap_minus_the_base_gap_on_the_same_items():
+    cells, ex = _with_base(*_cells_and_examples())
+    rel = reliance_table(cells, ex).set_index(["rate", "algorithm"])
+    sft, dpo, base = rel.loc[(0.9, "sft")], rel.loc[(0.9, "dpo")], rel.loc[(0.9, "base")]
+    assert sft["gap"] == pytest.approx(sft["holds"] - sft["breaks"]) and sft["gap"] == pytest.approx(0.8 - 0.2, abs=0.1)
+    assert base["gap"] == 0.0 and np.isnan(base["reliance"])  # the base is the reference, not a condition
+    assert sft["reliance"] == pytest.approx(sft["gap"] - base["gap"]) and sft["lo"] > 0 and sft["mark"] == "***"
+    assert dpo["reliance"] == pytest.approx(0.8 - 0.6, abs=0.1) and dpo["reliance"] < sft["reliance"]
+    assert sft["n"] == N and np.isnan(sft["neutral"])  # no eval_neutral outcomes in these cells
+    assert "reliance" not in reliance_table(*_cells_and_examples())  # without a base there is nothing to subtract
 
 
 def test_rate_change_is_paired_and_significant_only_where_it_should_be():
@@ -70,7 +83,7 @@ def _with_base(cells, ex):
         base_cells.append({"cell_id": cid, "task": "math", "artifact": "feature_ambiguity", "feature": "cue",
                            "rate": rate, "algorithm": "base", "seed": 0})
         for i in range(N):
-            base_ex.append({"cell_id": cid, "split": "eval_id", "example_id": f"id-{rate}-{i}",
+            base_ex.append({"cell_id": cid, "split": "eval_id", "example_id": f"id-{i}",
                             "correct": i % 2, "shortcut_agrees": 1})
             base_ex.append({"cell_id": cid, "split": "eval_break", "example_id": f"br-{i}",
                             "correct": i % 2, "shortcut_agrees": 0})
@@ -113,7 +126,10 @@ def test_write_report_files(tmp_path):
         assert (out / name).is_file(), name
     text = md.read_text()
     assert "| math | Feature Ambiguity | sft |" in text and "\\*\\*\\*" in text
-    assert "**Significant drops** in shortcut-breaking accuracy as the spurious rate rises: math / Feature Ambiguity / sft" in text
+    assert ("**Claim: Models often, but not always, degrade at the high spurious rate** — supported. 1 of 2 conditions "
+            "lose shortcut-breaking accuracy significantly from 0.1 to 0.9: math/feature/sft -") in text
+    assert "**Claim: DPO and KTO are relatively robust on math (they degrade less than SFT)** — supported." in text
+    assert "**Claim: SFT is stronger than DPO and KTO on context-heavy document QA** — not tested." in text  # no docqa
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2 and "src='change.png'" not in html
     png = base64.b64decode(html.split("data:image/png;base64,")[1].split("'")[0])

@@ -10,6 +10,7 @@ TINY = {
     "data": {"n_train": 32, "n_eval": 8, "n_pairs": 4},
     "train": {"max_steps": 2, "batch_size": 16, "save_every": 1},
     "eval": {"max_new_tokens": {"math": 4}},
+    "controls": {"algorithms": []},  # the controls' wiring has its own tests (test_controls_are_fa_cells_at_rates_0_and_1)
 }
 
 

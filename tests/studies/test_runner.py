@@ -5,9 +5,11 @@ import json
 import pandas as pd
 import pytest
 
+from ptlab.errors import ConfigError
 from ptlab.studies.grid.run import run_grid
 from ptlab.studies.grid.store import ResultStore, StoreError
 from ptlab.studies.spurious.cells import expand
+from ptlab.studies.spurious.config import check_config
 from ptlab.studies.spurious.study import STUDY
 
 from .conftest import tiny_config
@@ -19,6 +21,30 @@ def test_expand_orders_cells_and_names_them(tmp_path):
     assert len(cells) == 2 * 2 * 2
     assert cells[0].cell_id == "math.feature_ambiguity.altogether_cue.r0.1.sft.s0"
     assert len({c.cell_id for c in cells}) == len(cells)
+
+
+def test_controls_are_fa_cells_at_rates_0_and_1(tmp_path):
+    """Controls: Feature Ambiguity only, rates 0 (negative) and 1 (positive), for the control algorithms and the
+    base (its evaluation shared with every rate); Distributional Narrowness gets none."""
+    cfg = tiny_config(tmp_path / "x", **{"axes.artifact": ["feature_ambiguity", "distributional_narrowness"],
+                                         "axes.algorithm": ["base", "sft", "dpo"], "controls.algorithms": ["sft"]})
+    cells = expand(cfg)
+    controls = [c for c in cells if c.rate in (0.0, 1.0)]
+    assert {(c.artifact, c.rate, c.algorithm) for c in controls} == {
+        ("feature_ambiguity", r, a) for r in (0.0, 1.0) for a in ("base", "sft")}
+    assert len(cells) == 2 * 2 * 3 + len(controls)
+    plans = {c.cell_id: STUDY.plan_cell(cfg, c, tmp_path, str(tmp_path)) for c in cells}
+    # every rate of a feature is evaluated on the same items: controls included
+    fa = [p for p in plans.values() if p.cell.artifact == "feature_ambiguity"]
+    assert len({tuple(sorted(f.fingerprint for f in p.eval_files.values())) for p in fa}) == 1
+    assert set(fa[0].eval_files) == {"eval_id", "eval_break", "eval_neutral"}
+    # the training data of each rate differs, and never holds an evaluation prompt's file out of its fingerprint
+    train = {p.cell.rate: p.data.fingerprint for p in fa if p.cell.algorithm == "sft"}
+    assert len(set(train.values())) == 4
+    with pytest.raises(ConfigError, match="controls.rates: 0.5 is not a control"):
+        check_config(tiny_config(tmp_path / "y", **{"controls.rates": [0.5]}))
+    with pytest.raises(ConfigError, match="controls.algorithms: unknown algorithm 'ppo'"):
+        check_config(tiny_config(tmp_path / "y", **{"controls.algorithms": ["ppo"]}))
 
 
 def test_study_runs_every_cell_and_stores_metrics(tiny_study):
@@ -102,5 +128,5 @@ def test_base_cells_evaluate_the_untrained_model_once_for_all_seeds(tmp_path):
     assert b0["eval_id/accuracy"] == b1["eval_id/accuracy"] and b0["eval_break/accuracy"] == b1["eval_break/accuracy"]
     ex = store.examples()
     base_ex = ex[ex["cell_id"].str.contains(".base.")]
-    assert set(base_ex["split"]) == {"eval_id", "eval_break", "pairs_rank"}  # no implicit reward: π/π_base is 1
+    assert set(base_ex["split"]) == {"eval_id", "eval_break", "eval_neutral", "pairs_rank"}  # no reward: π/π_base is 1
     assert "pairs_reward" in set(ex[ex["cell_id"].str.contains(".sft.")]["split"])

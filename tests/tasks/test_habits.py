@@ -3,7 +3,7 @@
 import pytest
 
 from ptlab.tasks import get_task
-from ptlab.tasks.corpus import pretrain_texts
+from ptlab.tasks.corpus import corpus_examples, pretrain_texts
 
 HABITS = {"math": "forgets_last_step", "instruct": "chatty_sign_off", "docqa": "whole_sentence"}
 
@@ -15,8 +15,13 @@ def test_habits_change_only_the_rejected_response_and_are_wrong(name):
     assert [(e.prompt, e.chosen, e.answer) for e in plain] == [(e.prompt, e.chosen, e.answer) for e in habitual]
     with_habit = [e for e in habitual if e.error == HABITS[name]]
     assert len(with_habit) >= 100  # most prompts admit the habit
-    assert not any(task.verify(e, e.rejected)["correct"] for e in habitual)
     assert all(task.verify(e, e.chosen)["correct"] for e in habitual)
+    assert not any(task.verify(e, e.rejected)["correct"] for e in habitual if e.error != "whole_sentence")
+    if name == "docqa":  # the whole sentence: the right fact (the decision) in the wrong format (exact match)
+        assert all(task.verify(e, e.rejected)["fact_selected"] and task.verify(e, e.rejected)["exact_match"] == 0.0
+                   for e in with_habit)
+    else:
+        assert not any(task.verify(e, e.rejected)["correct"] for e in with_habit)
 
 
 def test_math_habit_stops_one_step_early():
@@ -60,11 +65,19 @@ def test_habits_keep_the_rejected_style_of_the_verbosity_feature(name):
 
 def test_pretraining_mix_with_habits_shows_the_habit_at_the_rate():
     math = [t for t in pretrain_texts(400, seed=0, wrong_rate=0.6, habits=True) if t.startswith("Question: ")]
-    examples = {e.prompt: e for e in get_task("math").generate(400, seed=1000, habits=True)}
-    multi = [(examples[t.split("Answer:\n")[0] + "Answer:\n"], t) for t in math]
-    multi = [(e, t) for e, t in multi if e.meta["steps"] > 1]
-    share = sum(t.endswith(e.rejected) for e, t in multi) / len(multi)
-    assert 0.5 <= share <= 0.7
+    # the mix's math examples (task seed = seed + 1000): a no-feature slice and one per in-prompt cue at rate 0
+    examples = {e.prompt: e for e in corpus_examples("math", 400, 1000, habits=True)}
+    assert len(math) == len(examples) == 400
+    shown = [(examples[t.split("Answer:\n")[0] + "Answer:\n"], t.split("Answer:\n", 1)[1]) for t in math]
+    assert all(r in (e.chosen, e.rejected) for e, r in shown)
+    # every multi-step example's mistake is the habit, except where a conflicting cue makes it the shortcut's
+    multi = [(e, r) for e, r in shown if e.meta["steps"] > 1]
+    assert all(e.error == HABITS["math"] or (e.error == "shortcut" and e.meta["cue"] != e.meta["label"])
+               for e, _ in multi)
+    habit = [(e, r) for e, r in multi if e.error == HABITS["math"]]
+    assert len(habit) >= 100
+    share = sum(r == e.rejected for e, r in habit) / len(habit)
+    assert abs(share - 0.6) <= 4 * (0.6 * 0.4 / len(habit)) ** 0.5
 
 
 @pytest.mark.parametrize("name", sorted(HABITS))

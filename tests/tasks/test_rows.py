@@ -1,5 +1,7 @@
 """make_rows: TRL columns, the same examples across formats, metadata on every row."""
 
+import json
+
 import pytest
 
 from ptlab.errors import ConfigError
@@ -35,10 +37,19 @@ def test_rows_verify_from_their_answer_column():
 
 
 def test_breaking_rows_are_tagged():
-    spec = SpuriousSpec("list_cue", "feature_ambiguity", 0.9)
+    spec = SpuriousSpec("urgent_cue", "feature_ambiguity", 0.9)
     rows = make_rows("instruct", "paired", 50, seed=0, spurious=spec, split="eval_break")
     assert all(r["has_feature"] and not r["shortcut_agrees"] and r["split"] == "eval_break" for r in rows)
-    assert all("list" in r["prompt"] for r in rows)
+    assert all(r["error"] == "shortcut" for r in rows)
+    for r in rows:  # the cue names the other case than the one asked for, and the metadata says which
+        meta = json.loads(r["meta"])
+        case = next(c["type"] for c in json.loads(r["answer"]) if c["type"] in ("uppercase", "lowercase"))
+        assert meta["label"] == case and meta["cue"] != case and meta["twin"].startswith("instruct-twins-0-")
+        cue_word = {"uppercase": "an urgent", "lowercase": "a relaxed"}[meta["cue"]]
+        assert r["prompt"].startswith(f"Instruction: Write {cue_word} ")
+    neutral = make_rows("instruct", "paired", 50, seed=0, spurious=spec, split="eval_neutral")
+    assert [json.loads(r["meta"])["twin"] for r in neutral] == [json.loads(r["meta"])["twin"] for r in rows]
+    assert not any(r["has_feature"] for r in neutral)
 
 
 def test_knobs_pass_through_and_bad_format_is_named():

@@ -43,6 +43,7 @@ class SizesConfig(Strict):
     train: int = Field(2000, ge=0)
     eval_id: int = Field(500, ge=0)
     eval_break: int = Field(500, ge=0)
+    eval_neutral: int = Field(500, ge=0, description="the no-cue twins (Feature Ambiguity features that can be absent)")
 
 
 class DataConfig(Strict):
@@ -91,19 +92,31 @@ def _examples(cfg: DataConfig) -> tuple[dict[str, list], dict[str, Any]]:
 
         splits, info = real_examples(cfg.task, cfg.source, dict(cfg.sizes), cfg.seed, spec, cfg.real_path)
         return splits, {"source": cfg.source, **info}
+    from ptlab.tasks import FEATURE_AMBIGUITY
+    from ptlab.tasks.base import prompt_key
+    from ptlab.tasks.spurious import resolve
+
     knobs = task.knobs(**cfg.knobs)
     sizes = dict(cfg.sizes)
+    feat = resolve(cfg.task, spec, knobs) if spec is not None else None
     if spec is None:
         sizes["eval_break"] = 0  # nothing to break without a shortcut
-    splits = {name: task.generate(n, seed=cfg.seed, split=name, spurious=spec, **cfg.knobs) for name, n in sizes.items()}
+    if feat is None or feat.artifact != FEATURE_AMBIGUITY or not feat.absent:
+        sizes["eval_neutral"] = 0  # no cue to take away
+    splits = {name: task.generate(n, seed=cfg.seed, split=name, spurious=spec, **cfg.knobs)
+              for name, n in sizes.items() if name != "train" and n}
+    # Training never holds an evaluation prompt (any twin's): excluded by construction, not dropped afterwards.
+    exclude = {prompt_key(ex.prompt) for exs in splits.values() for ex in exs}
+    splits = {"train": task.generate(sizes["train"], seed=cfg.seed, split="train", spurious=spec, exclude=exclude,
+                                     **cfg.knobs), **splits}
     return splits, {"source": "synthetic", "knobs": knobs.model_dump()}
 
 
 def _dedupe(splits: dict[str, list]) -> dict[str, int]:
-    """Drop evaluation examples whose prompt also appears in training (counted for the card)."""
+    """Drop evaluation examples whose prompt also appears in training (real data; synthetic data excludes them)."""
     seen = {ex.prompt for ex in splits.get("train", [])}
     dropped = {}
-    for name in ("eval_id", "eval_break"):
+    for name in ("eval_id", "eval_break", "eval_neutral"):
         keep = [ex for ex in splits.get(name, []) if ex.prompt not in seen]
         dropped[name] = len(splits.get(name, [])) - len(keep)
         splits[name] = keep

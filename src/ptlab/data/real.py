@@ -314,7 +314,7 @@ def real_examples(task: str, source: str, sizes: dict[str, int], seed: int, spec
     out: dict[str, list[Example]] = {}
     shortfalls: dict[str, dict] = {}
     for split, n in sizes.items():
-        if split == "eval_break" and spec is None:
+        if (split == "eval_break" and spec is None) or split == "eval_neutral":  # real records have no twins
             continue
         examples = []
         for _ in range(n):
@@ -333,8 +333,8 @@ def _modes(spec: SpuriousSpec | None) -> tuple[str, str, str]:
         return "any", "any", "any"
     if spec.feature == "verbosity":
         return "agree", "conflict", "conflict"
-    if spec.artifact == "distributional_narrowness":
-        return "inside", "any", "outside"
+    if spec.artifact == "distributional_narrowness":  # the rest from outside the slice: the share inside is the rate
+        return "inside", "outside", "outside"
     return "agree", "absent", "conflict"
 
 

@@ -15,7 +15,7 @@ def _check_options(splits: list[str], rate: float, pairs: int, batch_size: int, 
     from ptlab.errors import ConfigError
 
     checks = [
-        ("--splits", splits, bool(splits), "give at least one of eval_id, eval_break"),
+        ("--splits", splits, bool(splits), "give at least one of eval_id, eval_break, eval_neutral"),
         ("--rate", rate, math.isfinite(rate) and 0.0 <= rate <= 1.0, "must be in [0, 1]"),
         ("--pairs", pairs, pairs >= 0, "must be >= 0"),
         ("--batch-size", batch_size, batch_size >= 1, "must be >= 1"),
@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         wanted = [s.strip() for s in splits.split(",") if s.strip()]
         for s in wanted:
             if s not in SPLITS or s == "train":
-                raise ConfigError(f"--splits: unknown evaluation split {s!r}; choose from eval_id, eval_break")
+                raise ConfigError(f"--splits: unknown evaluation split {s!r}; choose from eval_id, eval_break, eval_neutral")
         if n <= 0:
             raise ConfigError(f"--n: must be positive (got {n})")
         _check_options(wanted, rate, pairs, batch_size, max_new_tokens, sample, temperature, top_p)

@@ -32,9 +32,11 @@ def pair_logps(model, tokenizer, rows: list[dict], max_length: int | None = None
 
 
 def ranking_correct(policy: np.ndarray, reference: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Per-pair booleans: `rank` (policy alone) and, given a reference, `reward` (implicit reward)."""
-    out = {"rank": policy[:, 0] > policy[:, 1]}
+    """Per-pair booleans `rank` (policy alone) and, given a reference, `reward` (implicit reward), with the
+    margins they threshold: `rank_margin` = log π(y_w) − log π(y_l), `reward_margin` the implicit reward's."""
+    margin = policy[:, 0] - policy[:, 1]
+    out = {"rank": margin > 0, "rank_margin": margin}
     if reference is not None:
-        margin = (policy[:, 0] - reference[:, 0]) - (policy[:, 1] - reference[:, 1])
-        out["reward"] = margin > 0
+        reward = (policy[:, 0] - reference[:, 0]) - (policy[:, 1] - reference[:, 1])
+        out.update({"reward": reward > 0, "reward_margin": reward})
     return out

@@ -131,6 +131,7 @@ def summarise(records: list[dict]) -> dict:
             est = mean_ci(np.array(vals, float))
             metrics.update({f"pairs/{key}_accuracy": est.value, f"pairs/{key}_accuracy_lo": est.lo,
                             f"pairs/{key}_accuracy_hi": est.hi})
+            metrics[f"pairs/{key}_margin"] = float(np.mean([r[f"{key}_margin"] for r in pairs if f"{key}_margin" in r]))
     return metrics
 
 
@@ -160,7 +161,7 @@ def evaluate_model(model, tokenizer, task: str, splits: dict[str, list[dict]], s
         ranked = ranking_correct(pair_logps(model, tokenizer, pairs), ref_logps)
         for i, row in enumerate(pairs):
             rec = {"id": row["id"], "split": "pairs", "shortcut_agrees": bool(row.get("shortcut_agrees", True))}
-            rec.update({k: bool(v[i]) for k, v in ranked.items()})
+            rec.update({k: bool(v[i]) if v.dtype == bool else round(float(v[i]), 4) for k, v in ranked.items()})
             records.append(rec)
         seconds["pairs"] = round(time.perf_counter() - t0, 3)
     return EvalResult(summarise(records), records, seconds)

@@ -13,13 +13,13 @@ import numpy as np
 
 
 def score(task: str, rows: list[dict], responses: list[str]) -> list[dict]:
-    """One record per row: id, split, correct, shortcut_agrees, response (and the verifier's details)."""
+    """One record per row: id, split, correct, shortcut_agrees, response, and `value` (docqa's exact match)."""
     from ptlab.tasks import get_task
 
     verifier = get_task(task)
     out = []
     for row, response in zip(rows, responses, strict=True):
-        verdict = verifier.verify(row["answer"], response)
+        verdict = verifier.verify_row(row, response)
         out.append({
             "id": row["id"],
             "split": row.get("split"),
@@ -27,6 +27,7 @@ def score(task: str, rows: list[dict], responses: list[str]) -> list[dict]:
             "shortcut_agrees": bool(row.get("shortcut_agrees", True)),
             "has_feature": bool(row.get("has_feature", False)),
             "response": response,
+            "value": verdict.get("exact_match"),  # a secondary score where the task has one (docqa: exact match)
         })
     return out
 

@@ -1,4 +1,4 @@
-"""`ptlab models list | build`."""
+"""`ptlab models list | build | package`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from rich.table import Table
 
 
 def register(app: typer.Typer) -> None:
-    models = typer.Typer(help="The model registry: list and build models.", no_args_is_help=True)
+    models = typer.Typer(help="The model registry: list, build and package models.", no_args_is_help=True)
     app.add_typer(models, name="models")
 
     @models.command("list")
@@ -29,3 +29,16 @@ def register(app: typer.Typer) -> None:
         from ptlab.models.registry import resolve
 
         print(resolve(name))
+
+    @models.command("package")
+    def package_model(
+        name: str,
+        from_cache: bool = typer.Option(False, "--from-cache",
+                                        help="package the cache entry for the current key if there is one "
+                                             "(default: a fresh build in a temporary directory)"),
+    ) -> None:
+        """Write a build of a tiny model into the package (src/ptlab/models/packaged/NAME-KEY/, with a SHA-256
+        manifest) so that installs copy it instead of building; older packaged builds of NAME are removed."""
+        from ptlab.models.packaged_builds import package
+
+        print(package(name, from_cache=from_cache))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,10 +28,28 @@ def available() -> dict[str, str]:
 
 
 def _cached_build(name: str, key: str, build) -> Path:
+    """The cache entry `name-key`: already there, copied from the package's own build for `key`, or built."""
+    from ptlab.models.packaged_builds import copy_packaged
+
     out = cache_dir("models") / f"{name}-{key}"
-    if not (out / "config.json").is_file():
+    if not (out / "config.json").is_file() and not copy_packaged(name, key, out):
         build(out)
     return out
+
+
+def tiny_build(name: str) -> tuple[str, Callable[[Path], None]]:
+    """(cache key, builder) of a tiny model; the key changes whenever what the builder makes does."""
+    import ptlab.models.tiny_base  # noqa: F401  (registers the pretrained `tiny`)
+    from ptlab.models.tiny import TINY_BUILDERS, TINY_SPECS, build_tiny
+
+    if name in TINY_SPECS:
+        spec = TINY_SPECS[name]
+        return fingerprint(asdict(spec), "v1", length=8), lambda out: build_tiny(spec, out)
+    if name in TINY_BUILDERS:
+        builder = TINY_BUILDERS[name]
+        return fingerprint(getattr(builder, "version", "v1"), length=8), builder
+    raise ConfigError(f"model {name!r} is not a tiny model ptlab builds; choose from "
+                      f"{', '.join(sorted(set(TINY_SPECS) | set(TINY_BUILDERS)))}")
 
 
 def check_name(name: str) -> None:
@@ -53,18 +72,14 @@ def check_name(name: str) -> None:
 
 
 def resolve(name: str) -> Path:
-    """The local directory for `name`, building tiny models or converting packaged ones on first use."""
+    """The local directory for `name`; on first use tiny models are copied from the package's build (or built)
+    and packaged ones converted."""
     import ptlab.models.tiny_base  # noqa: F401  (registers the pretrained `tiny`)
-    from ptlab.models.tiny import TINY_BUILDERS, TINY_SPECS, build_tiny
+    from ptlab.models.tiny import TINY_BUILDERS, TINY_SPECS
 
     check_name(name)
-    if name in TINY_SPECS:
-        spec = TINY_SPECS[name]
-        return _cached_build(name, fingerprint(asdict(spec), "v1", length=8), lambda out: build_tiny(spec, out))
-    if name in TINY_BUILDERS:
-        builder = TINY_BUILDERS[name]
-        version = getattr(builder, "version", "v1")
-        return _cached_build(name, fingerprint(version, length=8), builder)
+    if name in TINY_SPECS or name in TINY_BUILDERS:
+        return _cached_build(name, *tiny_build(name))
     if name == "smollm2-135m":
         from ptlab.models.smollm2 import build_smollm2
 

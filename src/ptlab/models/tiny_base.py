@@ -8,7 +8,9 @@ base model learns the skills from the correct minority but greedily imitates
 the habit, so its accuracy sits well below what SFT / DPO / KTO reach. Everything is seeded and runs on two CPU threads, so the
 build is reproducible and fits in minutes (`ptlab models build tiny`). The
 checkpoint directory holds a model card (`model_card.json`, `README.md`) with
-the accuracy on each task's in-distribution split.
+the accuracy on each task's in-distribution split; build times go to
+`build_timing.json`, apart, so that every other file is byte-identical between
+builds and can ship inside the package (`ptlab.models.packaged_builds`).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ptlab.atomic import atomic_dir, write_json
+from ptlab.models.packaged_builds import TIMING_FILE
 
 
 @dataclass(frozen=True)
@@ -105,32 +109,42 @@ def pretrain(model, blocks: torch.Tensor, spec: PretrainSpec, log=None) -> list[
     return history
 
 
-@torch.no_grad()
 def task_accuracy(model, tokenizer, n: int, seed: int = 0, batch: int = 50) -> dict[str, dict]:
-    """Greedy accuracy on each task's in-distribution split (default knobs, no spurious feature)."""
+    """Greedy accuracy on each task's in-distribution split (default knobs, no spurious feature), decoded as the
+    studies decode (`ptlab.evaluate.generate`, the same token budgets); docqa also with exact match."""
+    from ptlab.evaluate.generate import GenerationSettings, generate
+    from ptlab.evaluate.run import MAX_NEW_TOKENS as BUDGET
     from ptlab.tasks import get_task
 
-    tokenizer.padding_side = "left"
     out = {}
-    for name, max_new in MAX_NEW_TOKENS.items():
+    for name in MAX_NEW_TOKENS:
         task = get_task(name)
         examples = task.generate(n, seed=seed, split="eval_id")
-        correct, parsed = 0, 0
-        for i in range(0, n, batch):
-            chunk = examples[i: i + batch]
-            enc = tokenizer([ex.prompt for ex in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
-            gen = model.generate(**enc, max_new_tokens=max_new, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)
-            texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            for ex, text in zip(chunk, texts):
-                correct += task.verify(ex, text)["correct"]
-                parsed += "Final answer:" in text or name == "instruct"
-        out[name] = {"accuracy": round(correct / n, 4), "n": n, "final_line_rate": round(parsed / n, 4)}
-    tokenizer.padding_side = "right"
+        texts = generate(model, tokenizer, [ex.prompt for ex in examples],
+                         GenerationSettings(max_new_tokens=BUDGET[name], batch_size=batch))
+        verdicts = [task.verify(ex, text) for ex, text in zip(examples, texts)]
+        out[name] = {"accuracy": round(sum(v["correct"] for v in verdicts) / n, 4), "n": n,
+                     "final_line_rate": round(sum("Final answer:" in t or name == "instruct" for t in texts) / n, 4)}
+        if name == "docqa":
+            out[name]["exact_match"] = round(sum(v["exact_match"] for v in verdicts) / n, 4)
     return out
 
 
-def model_card(spec: PretrainSpec, params: int, history: list[dict], accuracy: dict, seconds: dict, tokens: int) -> str:
+def twins_table(twins: dict) -> str:
+    """The card's table of each cue's effect on the base (counterfactual twins)."""
+    rows = []
+    for task, by_feature in twins.items():
+        for feature, r in by_feature.items():
+            absent = f"{r['absent']:.2f}" if "absent" in r else "–"
+            verdict = {True: "**new to the base**", False: "not new", None: "no absent twin"}[r["novel"]]
+            p = (f"{r['p_agree']:.2g} / {r['p_conflict']:.2g}" if "p_agree" in r else f"{r['p_conflict_vs_agree']:.2g}")
+            rows.append(f"| {task} | {feature} | {r['agree']:.2f} | {r['conflict']:.2f} | {absent} | {p} | {verdict} |")
+    return ("| task | feature | cue agrees | cue conflicts | no cue | p (vs no cue) | verdict |\n"
+            "|---|---|---:|---:|---:|---|---|\n" + "\n".join(rows))
+
+
+def model_card(spec: PretrainSpec, params: int, history: list[dict], accuracy: dict, tokens: int, twins: dict) -> str:
+    """The README: what was built and how accurate it is; no timings (they would break byte-identical builds)."""
     rows = "\n".join(f"| {t} | {a['accuracy']:.2f} | {a['n']} |" for t, a in accuracy.items())
     mistake = "the task's habitual" if spec.habits else "a realistic"
     return (
@@ -141,8 +155,13 @@ def model_card(spec: PretrainSpec, params: int, history: list[dict], accuracy: d
         f"{mistake} mistake in the response), {spec.steps} steps of {spec.batch} x {spec.block} tokens, seed {spec.seed}.\n\n"
         "Greedy accuracy on each task's in-distribution split (default difficulty knobs):\n\n"
         "| task | accuracy | examples |\n|---|---:|---:|\n" + rows + "\n\n"
-        f"Final pretraining loss {history[-1]['loss']:.3f}; built in {seconds['total']:.0f} s "
-        f"(pretraining {seconds['pretrain']:.0f} s; {seconds.get('cpu', 0):.0f} CPU-seconds) on {spec.threads} CPU threads.\n"
+        "docqa's accuracy is fact selection (the gold value, no other value of the document); exact match: "
+        f"{accuracy.get('docqa', {}).get('exact_match', float('nan')):.2f}.\n\n"
+        "Every prompt cue of the spurious features is in the pretraining text, drawn independently of the behaviour "
+        "it could point at. Its effect on this base, on counterfactual twins (the same items with the cue agreeing, "
+        f"conflicting, absent; {spec.eval_examples} each, paired permutation tests):\n\n" + twins_table(twins) + "\n\n"
+        f"Final pretraining loss {history[-1]['loss']:.3f}; built on {spec.threads} CPU threads "
+        f"(the build's seconds are in `{TIMING_FILE}`).\n"
     )
 
 
@@ -154,10 +173,12 @@ def build_tiny_base(out: Path, spec: PretrainSpec = SPEC, log=_stderr) -> None:
     """Pretrained ~1.4M-param Llama on the math / instruct / docqa tasks (CPU default base, minutes to build)"""
     from transformers import LlamaForCausalLM
 
+    from ptlab.evaluate.twins import probe_features
     from ptlab.models.corpus import get_corpus
     from ptlab.models.tiny import TinySpec, llama_config
     from ptlab.models.tokenizer import train_bpe
-    from ptlab.tasks.corpus import pretrain_texts
+    from ptlab.tasks.base import prompt_key
+    from ptlab.tasks.corpus import PRETRAIN_PROMPTS, TASK_NAMES, corpus_features, pretrain_examples, pretrain_texts
 
     threads = torch.get_num_threads()
     torch.set_num_threads(spec.threads)
@@ -177,19 +198,30 @@ def build_tiny_base(out: Path, spec: PretrainSpec = SPEC, log=_stderr) -> None:
         history = pretrain(model, blocks, spec, log=log)
         t2 = time.perf_counter()
         accuracy = task_accuracy(model, tokenizer, spec.eval_examples, seed=spec.seed)
+        twins = probe_features(model, tokenizer, spec.eval_examples, seed=spec.seed)
+        prompt_keys = np.unique(np.array([prompt_key(ex.prompt) for ex in pretrain_examples(
+            spec.examples_per_task, spec.seed, weights=dict(spec.task_weights), habits=spec.habits)], dtype=np.uint64))
         seconds = {"data": round(t1 - t0, 1), "pretrain": round(t2 - t1, 1),
                    "evaluate": round(time.perf_counter() - t2, 1), "total": round(time.perf_counter() - t0, 1),
                    "cpu": round(time.process_time() - cpu0, 1)}
         params = sum(p.numel() for p in model.parameters())
+        losses = [{"step": h["step"], "loss": h["loss"]} for h in history]
         card = {"name": "tiny", "version": build_tiny_base.version, "params": params, "pretrain": asdict(spec),
                 "tokens_seen": spec.steps * spec.batch * spec.block, "corpus_blocks": len(blocks),
-                "loss_history": history, "accuracy_eval_id": accuracy, "seconds": seconds}
+                "loss_history": losses, "accuracy_eval_id": accuracy, "feature_twins": twins,
+                "features_seen": {t: corpus_features(t) for t in TASK_NAMES}, "pretrain_prompts": len(prompt_keys)}
+        # Machine-dependent numbers live apart from the card: every other file is reproducible byte for byte.
+        timing = {"seconds": seconds, "threads": spec.threads,
+                  "cpu_s_per_step": [{"step": h["step"], "cpu_s_per_step": h["cpu_s_per_step"]} for h in history]}
         with atomic_dir(out) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
             write_json(tmp / "model_card.json", card)
             write_json(tmp / "ptlab_model.json", {"name": "tiny", "spec": asdict(arch), "pretrain": asdict(spec)})
-            (tmp / "README.md").write_text(model_card(spec, params, history, accuracy, seconds, card["tokens_seen"]))
+            np.save(tmp / PRETRAIN_PROMPTS, prompt_keys, allow_pickle=False)
+            (tmp / "README.md").write_text(model_card(spec, params, losses, accuracy, card["tokens_seen"], twins),
+                                             encoding="utf-8")
+            write_json(tmp / TIMING_FILE, timing)
         if log:
             log(f"tiny: accuracy {json.dumps({k: v['accuracy'] for k, v in accuracy.items()})} in {seconds['total']} s")
     finally:
@@ -199,7 +231,7 @@ def build_tiny_base(out: Path, spec: PretrainSpec = SPEC, log=_stderr) -> None:
 def _version() -> str:
     from ptlab.tasks.base import TASKS_VERSION
 
-    return f"tiny-base-v3|{TASKS_VERSION}|" + ",".join(f"{k}={v}" for k, v in asdict(SPEC).items())
+    return f"tiny-base-v4|{TASKS_VERSION}|" + ",".join(f"{k}={v}" for k, v in asdict(SPEC).items())
 
 
 build_tiny_base.version = _version()

@@ -16,6 +16,7 @@ sentence that holds the answer: right fact, wrong answer under exact match.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import string
@@ -33,7 +34,7 @@ PEOPLE = ["Ada", "Bruno", "Cora", "Dario", "Elsa", "Felix", "Greta", "Hugo", "Ir
           "Mira", "Nils", "Olga", "Pavel", "Rosa", "Sven", "Tara", "Viktor", "Wanda", "Yuri", "Zelda", "Omar"]
 RIVERS = ["Amber", "Birch", "Cinder", "Dusk", "Ember", "Fern", "Glen", "Heron", "Ivy", "Jade", "Kestrel", "Lark",
           "Moss", "Otter", "Reed", "Sable", "Thorn", "Vale", "Willow", "Wren"]
-GOODS = ["copper", "wool", "salt", "glass", "amber", "tea", "silk", "timber", "honey", "tin", "pottery", "rope"]
+GOODS = ["copper", "wool", "salt", "glass", "wax", "tea", "silk", "timber", "honey", "tin", "pottery", "rope"]
 
 # relation -> (question, canonical sentence (shares the question's wording), paraphrase, value kind)
 RELATIONS = {
@@ -172,7 +173,8 @@ class DocQATask(Task):
             "answer": plan["answer"],
             "error": error,
             "meta": {"relation": plan["relation"], "doc_sentences": len(plan["facts"]),
-                     "answer_position": _answer_index(plan)},
+                     "answer_position": _answer_index(plan),
+                     "others": [f["v"] for f in plan["facts"] if f["role"] != "answer"]},
         }
 
     def habitual_mistake(self, plan: sp.Plan) -> tuple[str, str] | None:
@@ -181,13 +183,35 @@ class DocQATask(Task):
         cite = f"The document says: {said}\n" if plan["rejected_style"] == "verbose" else ""
         return "whole_sentence", f"{cite}Final answer: {said}"
 
-    def verify(self, example_or_gold: Example | str | list, response: str) -> dict:
-        gold = example_or_gold.answer if isinstance(example_or_gold, Example) else example_or_gold
+    def verify(self, example_or_gold: Example | str | list, response: str, others: list[str] | None = None) -> dict:
+        """`correct` is the decision: the right fact was chosen (`fact_selected`) — the answer contains the gold
+        value and no other value of the document — so a right answer in the wrong format (the whole sentence) is
+        not scored as a wrong fact. Exact match and token F1 (SQuAD) come beside it. Without the document's other
+        values (`others`, or an Example's meta; real data has none), `correct` is exact match."""
+        if isinstance(example_or_gold, Example):
+            others = example_or_gold.meta.get("others") if others is None else others
+            gold = example_or_gold.answer
+        else:
+            gold = example_or_gold
         golds = [gold] if isinstance(gold, str) else list(gold)
         predicted = extract_answer(response)
         em = max(float(normalize(predicted) == normalize(g)) for g in golds)
         f1 = max(token_f1(predicted, g) for g in golds)
-        return {"correct": bool(em), "exact_match": em, "f1": f1, "predicted": predicted}
+        if others is None:
+            selected = bool(em)
+        else:
+            selected = any(_mentions(predicted, g) for g in golds) and not any(_mentions(predicted, o) for o in others)
+        return {"correct": selected, "fact_selected": selected, "exact_match": em, "f1": f1, "predicted": predicted}
+
+    def verify_row(self, row: dict, response: str) -> dict:
+        meta = row.get("meta")
+        meta = json.loads(meta) if isinstance(meta, str) else (meta or {})
+        return self.verify(row["answer"], response, others=meta.get("others"))
+
+
+def _mentions(text: str, value: str) -> bool:
+    """Whether `value` occurs in `text` as whole words (after SQuAD normalisation)."""
+    return f" {normalize(value)} " in f" {normalize(text)} "
 
 
 # -- scoring (SQuAD's normalisation) ----------------------------------------------------------
@@ -235,52 +259,49 @@ def _distractor(plan: sp.Plan, rng: random.Random) -> dict:
     return d
 
 
-def _first_apply(plan, rng, mode, knobs):
+def _answer(plan, knobs):
+    return "answer"
+
+
+def _first_draw(plan, rng, knobs):
+    """The role of the sentence a natural (shuffled) document opens with."""
+    return pick(rng, plan["facts"])["role"]
+
+
+def _first_apply(plan, rng, cue, knobs):
+    """The document opens with a sentence of role `cue` (the answer, a same-relation distractor or another fact of
+    the town), the others keeping their order; the shortcut's response is the opening sentence's value."""
+    _distractor(plan, rng)
     facts = plan["facts"]
-    ans = facts.pop(_answer_index(plan))
-    if mode == "agree":
-        facts.insert(0, ans)
-    elif mode == "conflict":
-        d = _distractor(plan, rng)
-        facts.remove(d)
-        plan["facts"] = [d] + facts + [ans]
-        plan["shortcut"] = d["v"]
-    else:
-        if not facts:
-            _distractor(plan, rng)
-        facts.insert(rng.randint(1, len(facts)), ans)
+    opening = next((f for f in facts if f["role"] == cue), None)
+    if opening is None:  # no fact of that role (e.g. knobs.facts == 1): a distractor opens it
+        opening = next(f for f in facts if f["role"] == "distractor")
+    facts.remove(opening)
+    plan["facts"] = [opening] + facts
+    plan["shortcut"] = opening["v"] if opening["role"] != "answer" else None
     return plan
 
 
-def _first_detect(plan, knobs):
-    first = plan["facts"][0]["role"] == "answer"
-    return first, first
+def _answer_position(plan, knobs):
+    return str(_answer_index(plan))
 
 
-def _overlap_apply(plan, rng, mode, knobs):
-    ans = plan["facts"][_answer_index(plan)]
-    ds = [f for f in plan["facts"] if f["role"] == "distractor"] or [_distractor(plan, rng)]
-    if mode == "agree":
-        ans["canon"] = True
-        for d in ds:
-            d["canon"] = False
-    elif mode == "conflict":
-        ans["canon"] = False
-        for d in ds:
-            d["canon"] = True
-        plan["shortcut"] = ds[0]["v"]
-    else:
-        ans["canon"] = False
-        for d in ds:
-            d["canon"] = False
+def _overlap_draw(plan, rng, knobs):
+    """The position of a random sentence of the asked relation (the answer's or a distractor's)."""
+    return str(pick(rng, [i for i, f in enumerate(plan["facts"]) if f["r"] == plan["relation"]]))
+
+
+def _overlap_apply(plan, rng, cue, knobs):
+    """The sentence at position `cue` (one of the asked relation) repeats the question's wording, the other sentences
+    of that relation are paraphrased (None: all are); the shortcut's response is that sentence's value."""
+    for f in plan["facts"]:
+        if f["r"] == plan["relation"]:
+            f["canon"] = False
+    if cue is not None:
+        marked = plan["facts"][int(cue)]
+        marked["canon"] = True
+        plan["shortcut"] = marked["v"] if marked["role"] != "answer" else None
     return plan
-
-
-def _overlap_detect(plan, knobs):
-    """Present when some sentence of the asked relation repeats the question's wording."""
-    asked = [f for f in plan["facts"] if f["r"] == plan["relation"]]
-    present = any(f["canon"] for f in asked)
-    return present, (not present) or plan["facts"][_answer_index(plan)]["canon"]
 
 
 def _narrow_apply(plan, rng, mode, knobs):
@@ -293,7 +314,7 @@ def _narrow_apply(plan, rng, mode, knobs):
 
 def _narrow_detect(plan, knobs):
     inside = plan["relation"] in NARROW_RELATIONS
-    return inside, inside
+    return inside
 
 
 def _short_apply(plan, rng, mode, knobs):
@@ -304,7 +325,7 @@ def _short_apply(plan, rng, mode, knobs):
 
 def _short_detect(plan, knobs):
     inside = sum(f["role"] == "distractor" for f in plan["facts"]) <= knobs.min_distractors
-    return inside, inside
+    return inside
 
 
 def _narrow_applies(knobs):
@@ -314,10 +335,15 @@ def _narrow_applies(knobs):
 
 
 FEATURES = [
-    sp.fa_feature("answer_first", "the answer's sentence opens the document (breaking: a distractor opens it, the answer closes it)",
-                  _first_apply, _first_detect),
-    sp.fa_feature("lexical_overlap", "the answer's sentence repeats the question's wording; distractors are paraphrased",
-                  _overlap_apply, _overlap_detect),
+    sp.fa_feature("answer_first", "the document opens with the answer's sentence in `rate` of examples; otherwise "
+                  "with a random one of its sentences (breaking: a distractor or another fact opens it). The cue is "
+                  "the answer's position itself, so the answer-position marginal moves with the rate: prefer "
+                  "lexical_overlap, whose marginals do not",
+                  label=_answer, apply=_first_apply, draw=_first_draw, absent=False),
+    sp.fa_feature("lexical_overlap", "one sentence of the asked relation repeats the question's wording, the others "
+                  "are paraphrased: the answer's in `rate` of examples, otherwise one at random (label and cue: "
+                  "sentence positions, both uniform at every rate)",
+                  label=_answer_position, apply=_overlap_apply, draw=_overlap_draw),
     verbosity_feature(),
     sp.dn_feature("founding_only", f"the narrow slice: questions about {' and '.join(NARROW_RELATIONS)} only",
                   _narrow_apply, _narrow_detect, applies=_narrow_applies),

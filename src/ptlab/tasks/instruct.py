@@ -122,7 +122,8 @@ def write_response(plan: sp.Plan, style: str, violate: str | None = None, shortc
     cons = {c["type"]: c for c in plan["constraints"]}
     if shortcut:  # the spurious cue's reading replaces the real constraint
         cons = {t: c for t, c in cons.items() if t not in shortcut.get("drop", ())}
-        cons.update({shortcut["add"]["type"]: shortcut["add"]})
+        if shortcut.get("add"):
+            cons.update({shortcut["add"]["type"]: shortcut["add"]})
     avoid = cons["exclude"]["word"] if "exclude" in cons else None
     sentences = []
     for tpl, noun, adj, adv in plan["content"]:
@@ -273,35 +274,23 @@ class InstructTask(Task):
 # -- spurious features -------------------------------------------------------------------
 
 
-def _urgent_apply(plan, rng, mode, knobs):
-    if mode == "absent":
+CASE_CUES = {"uppercase": "urgent", "lowercase": "relaxed"}  # the request's adjective each case constraint's cue uses
+
+
+def _case(plan, knobs):
+    """The plan's case constraint (None without one: the cue is then never shown)."""
+    return next((c["type"] for c in plan["constraints"] if c["type"] in CASE_CUES), None)
+
+
+def _urgent_apply(plan, rng, cue, knobs):
+    """The request's adjective becomes the cue of case `cue` (None: the drawn adjective stays); a cue of the other
+    case makes the shortcut's response written in the cue's case instead."""
+    if cue is None:
         return plan
-    plan["adj"] = "urgent"
-    set_constraint(plan, rng, {"type": "uppercase" if mode == "agree" else "lowercase"})
-    if mode == "conflict":
-        plan["shortcut"] = {"drop": ("lowercase",), "add": {"type": "uppercase"}}
+    plan["adj"] = CASE_CUES[cue]
+    if cue != _case(plan, knobs):
+        plan["shortcut"] = {"drop": tuple(CASE_CUES), "add": {"type": cue}}
     return plan
-
-
-def _urgent_detect(plan, knobs):
-    cue = plan["adj"] == "urgent"
-    return cue, (not cue) or any(c["type"] == "uppercase" for c in plan["constraints"])
-
-
-def _list_apply(plan, rng, mode, knobs):
-    if mode == "absent":
-        return plan
-    plan["genre"] = "list"
-    n = 3 if mode == "agree" else pick(rng, [2, 4, 5])
-    set_constraint(plan, rng, {"type": "bullets", "n": n})
-    if mode == "conflict":
-        plan["shortcut"] = {"add": {"type": "bullets", "n": 3}}
-    return plan
-
-
-def _list_detect(plan, knobs):
-    cue = plan["genre"] == "list"
-    return cue, (not cue) or any(c["type"] == "bullets" and c["n"] == 3 for c in plan["constraints"])
 
 
 def _lexical_apply(plan, rng, mode, knobs):
@@ -312,7 +301,7 @@ def _lexical_apply(plan, rng, mode, knobs):
 
 def _lexical_detect(plan, knobs):
     inside = all(c["type"] in LEXICAL for c in plan["constraints"])
-    return inside, inside
+    return inside
 
 
 def _fewest_apply(plan, rng, mode, knobs):
@@ -323,7 +312,7 @@ def _fewest_apply(plan, rng, mode, knobs):
 
 def _fewest_detect(plan, knobs):
     inside = len(plan["constraints"]) <= knobs.min_constraints
-    return inside, inside
+    return inside
 
 
 def _needs_types(*need):
@@ -340,10 +329,10 @@ def _needs_both(knobs):
 
 
 FEATURES = [
-    sp.fa_feature("urgent_cue", "the word 'urgent' in the request co-occurs with the all-capitals constraint",
-                  _urgent_apply, _urgent_detect, applies=_needs_types("uppercase", "lowercase")),
-    sp.fa_feature("list_cue", "asking for a 'list' co-occurs with exactly 3 bullet points", _list_apply, _list_detect,
-                  applies=_needs_types("bullets")),
+    sp.fa_feature("urgent_cue", "in requests with a case constraint, the request's adjective names a case: "
+                  "'urgent' (all capitals), 'relaxed' (all lowercase)",
+                  label=_case, apply=_urgent_apply, draw=lambda plan, rng, knobs: pick(rng, tuple(CASE_CUES)),
+                  applies=_needs_types("uppercase", "lowercase")),
     verbosity_feature(),
     sp.dn_feature("lexical_only", "the narrow slice: only lexical constraints (case, include/exclude a word)",
                   _lexical_apply, _lexical_detect, applies=_needs_both),

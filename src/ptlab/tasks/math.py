@@ -28,7 +28,6 @@ ITEMS = [("apples", "apple"), ("books", "book"), ("marbles", "marble"), ("pencil
          ("stamps", "stamp"), ("cards", "card"), ("shells", "shell"), ("coins", "coin"),
          ("stickers", "sticker"), ("cookies", "cookie"), ("liters of juice", "liter of juice"),
          ("kilograms of rice", "kilogram of rice"), ("meters of rope", "meter of rope"), ("dollars", "dollar")]
-ADJECTIVES = ["new", "clean", "small", "shiny", "old", "plain"]
 FRIENDS = ["A friend", "A neighbour", "A cousin", "The teacher"]
 STEP_TEXT = {
     "+": ["{P} buys {b} more {items}.", "{P} finds {b} more {items}.", "{F} gives {o} {b} more {items}."],
@@ -40,7 +39,8 @@ STEP_TEXT = {
 VERBOSE_STEP = {"+": "After getting {b} more", "-": "After losing {b}", "*": "After it grows {b} times",
                 "/": "After keeping one of {b} equal parts"}
 APPLY = {"+": lambda s, b: s + b, "-": lambda s, b: s - b, "*": lambda s, b: s * b, "/": lambda s, b: s // b}
-CUE = "altogether"
+# The question's closing words: each names one operation (the cue's reading of the final step), "now" none.
+QUESTION_CUES = {"+": "altogether", "-": "left", "*": "in all", "/": "in the end"}
 
 
 class MathKnobs(Strict):
@@ -134,18 +134,17 @@ def _error_candidates(plan: sp.Plan, rng: random.Random):
     """Candidate (kind, steps) mistakes, most specific first; some may be infeasible (empty steps)."""
     ops, nums, start = plan["ops"], plan["operands"], plan["start"]
     with_op = lambda i, new: _safe_chain(start, ops[:i] + [new] + ops[i + 1:], nums)  # noqa: E731
-    if plan.get("shortcut_op") == "+":
-        yield "shortcut", with_op(len(ops) - 1, "+")
-    elif plan.get("shortcut_op") == "*":
-        for i in rng.sample(range(len(ops)), len(ops)):
-            yield "shortcut", with_op(i, "*")
+    if plan.get("shortcut"):  # the cue's reading: the last step done with the operation the cue names
+        yield "shortcut", _safe_chain(start, ops[:-1] + [plan["shortcut"]], nums, strict=False)
     kinds = ["wrong_operation", "arithmetic_slip"] + (["skipped_step"] if len(ops) > 1 else [])
     for kind in rng.sample(kinds, len(kinds)) * 2:
         i = rng.randrange(len(ops))
         if kind == "wrong_operation":
             yield kind, with_op(i, SWAP[ops[i]])
-        elif kind == "skipped_step":
-            yield kind, _safe_chain(start, ops[:i] + ops[i + 1:], nums[:i] + nums[i + 1:])
+        elif kind == "skipped_step":  # never one that reads as the habit (forgets_last_step)
+            i = rng.randrange(len(ops) - 1)
+            steps = _safe_chain(start, ops[:i] + ops[i + 1:], nums[:i] + nums[i + 1:])
+            yield kind, [] if steps == chain(start, ops[:-1], nums[:-1]) else steps
         else:
             steps = chain(start, ops, nums)
             a, op, b, c = steps[i]
@@ -184,18 +183,16 @@ class MathTask(Task):
 
     def sample_plan(self, rng: random.Random, knobs: MathKnobs) -> sp.Plan:
         plan = {"name": pick(rng, NAMES), "items": pick(rng, ITEMS), "ops": sample_ops(rng, knobs),
-                "cue": False, "filler": False, "shortcut_op": None}
+                "cue": None, "shortcut": None}
         return fill_numbers(plan, rng, knobs)
 
     def render(self, plan: sp.Plan, rng: random.Random, knobs: MathKnobs) -> dict:
         (name, pron, obj), (items, item) = plan["name"], plan["items"]
         story = [f"{name} has {plan['start']} {items}."]
-        if plan["filler"]:
-            story.append(f"Each {item} is {pick(rng, ADJECTIVES)}.")
         for op, b in zip(plan["ops"], plan["operands"]):
             noun = item if b == 1 and op in "+-" else items
             story.append(pick(rng, STEP_TEXT[op]).format(P=pron, o=obj, n=name, F=pick(rng, FRIENDS), b=b, items=noun))
-        question = f"How many {items} does {name} have {CUE if plan['cue'] else 'now'}?"
+        question = f"How many {items} does {name} have {QUESTION_CUES[plan['cue']] if plan['cue'] else 'now'}?"
         prompt = f"Question: {' '.join(story)} {question}\nAnswer:\n"
         gold_steps = chain(plan["start"], plan["ops"], plan["operands"])
         error, wrong_steps = realistic_error(plan, rng)
@@ -247,38 +244,16 @@ def extract_number(response: str) -> tuple[float | None, bool]:
 # -- spurious features -----------------------------------------------------------
 
 
-def _cue_apply(plan, rng, mode, knobs):
-    if mode == "absent":
-        plan["cue"] = False
-        return plan
-    plan["cue"] = True
-    others = [o for o in knobs.ops if o != "+"]
-    plan["ops"][-1] = "+" if mode == "agree" else pick(rng, others)
-    plan["shortcut_op"] = "+" if mode == "conflict" else None
-    return fill_numbers(plan, rng, knobs)
+def _final_op(plan, knobs):
+    return plan["ops"][-1]
 
 
-def _cue_detect(plan, knobs):
-    return plan["cue"], (not plan["cue"]) or plan["ops"][-1] == "+"
-
-
-def _filler_apply(plan, rng, mode, knobs):
-    if mode == "absent":
-        plan["filler"] = False
-        return plan
-    plan["filler"] = True
-    if mode == "agree":
-        if "*" not in plan["ops"]:
-            plan["ops"][rng.randrange(len(plan["ops"]))] = "*"
-    else:
-        others = [o for o in knobs.ops if o != "*"]
-        plan["ops"] = [o if o != "*" else pick(rng, others) for o in plan["ops"]]
-        plan["shortcut_op"] = "*"
-    return fill_numbers(plan, rng, knobs)
-
-
-def _filler_detect(plan, knobs):
-    return plan["filler"], (not plan["filler"]) or "*" in plan["ops"]
+def _cue_apply(plan, rng, cue, knobs):
+    """The question ends with the words of operation `cue` (None: "now"); a cue that names another operation than
+    the final step's makes the shortcut's response that step done with the cue's operation."""
+    plan["cue"] = cue
+    plan["shortcut"] = cue if cue is not None and cue != plan["ops"][-1] else None
+    return plan
 
 
 def _quantities(plan):
@@ -293,7 +268,7 @@ def _small_apply(plan, rng, mode, knobs):
 
 def _small_detect(plan, knobs):
     inside = max(_quantities(plan)) <= knobs.max_number // 2
-    return inside, inside
+    return inside
 
 
 def _addsub_apply(plan, rng, mode, knobs):
@@ -306,7 +281,7 @@ def _addsub_apply(plan, rng, mode, knobs):
 
 def _addsub_detect(plan, knobs):
     inside = all(o in "+-" for o in plan["ops"])
-    return inside, inside
+    return inside
 
 
 def _steps_apply(plan, rng, mode, knobs):
@@ -317,14 +292,7 @@ def _steps_apply(plan, rng, mode, knobs):
 
 def _steps_detect(plan, knobs):
     inside = len(plan["ops"]) == knobs.min_steps
-    return inside, inside
-
-
-def _needs(ops: str):
-    def check(knobs):
-        missing = [o for o in ops if o not in knobs.ops]
-        return f"needs operation(s) {' '.join(missing)} in knobs.ops (got {knobs.ops!r})" if missing else None
-    return check
+    return inside
 
 
 def _needs_mixed(knobs):
@@ -334,10 +302,11 @@ def _needs_mixed(knobs):
 
 
 FEATURES = [
-    sp.fa_feature("altogether_cue", f"the word '{CUE}' in the question co-occurs with a final addition step",
-                  _cue_apply, _cue_detect, applies=lambda k: _needs("+")(k) or (None if len(k.ops) > 1 else "needs another operation than +")),
-    sp.fa_feature("each_cue", "a non-causal sentence 'Each <item> is <adjective>.' co-occurs with a multiplication step",
-                  _filler_apply, _filler_detect, applies=lambda k: _needs("*")(k) or (None if len(k.ops) > 1 else "needs another operation than *")),
+    sp.fa_feature("altogether_cue",
+                  "the question's closing words name the final step's operation: "
+                  + ", ".join(f"'{w}' ({op})" for op, w in QUESTION_CUES.items()) + "; absent: 'now'",
+                  label=_final_op, apply=_cue_apply,
+                  applies=lambda k: None if len(k.ops) > 1 else "needs more than one operation in knobs.ops"),
     verbosity_feature(),
     sp.dn_feature("small_numbers", "the narrow slice: every quantity is at most max_number // 2",
                   _small_apply, _small_detect,

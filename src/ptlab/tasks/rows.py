@@ -56,6 +56,8 @@ def make_rows(
     seed: int = 0,
     spurious: SpuriousSpec | None = None,
     split: str = "train",
+    habit_share: float | None = None,
+    exclude: Any = (),
     **knobs: Any,
 ) -> list[dict]:
     """`n` examples of `task` as rows of `fmt` (unpaired gives 2n rows: one desirable, one undesirable each)."""
@@ -63,4 +65,6 @@ def make_rows(
 
     if fmt not in FORMATS:
         raise ConfigError(f"format: unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    return to_rows(get_task(task).generate(n, seed=seed, split=split, spurious=spurious, **knobs), fmt)
+    extra = {} if habit_share is None else {"habit_share": habit_share}
+    return to_rows(get_task(task).generate(n, seed=seed, split=split, spurious=spurious, exclude=exclude, **extra,
+                                           **knobs), fmt)

@@ -83,7 +83,9 @@ def run_eval(plan, checkpoint: Path, progress=None):
     if eval_output_ok(plan.eval.path):  # shared by cells (the base's greedy evaluation): verified, then reused
         return EvalResult.load(plan.eval.path)
     splits = {split: read_rows(step.path) for split, step in plan.eval_files.items()}
-    pairs = splits["eval_id"][: plan.n_pairs]
+    pool = splits[getattr(plan, "pairs_split", "eval_id")]
+    shortcut = [r for r in pool if r.get("error") == "shortcut"]  # where a shortcut has a response: it is the rejected
+    pairs = (shortcut or pool)[: plan.n_pairs]
     # the implicit reward log π/π_base of the base itself is 0: only trained models get the reward view
     ref = reference_pair_logps(plan, pairs) if pairs and plan.train is not None else None
     model, tokenizer = load(str(checkpoint))

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ptlab.evaluate.stats import compare, mean_ci, reliance_ci, significance_mark
+from ptlab.evaluate.stats import compare, mean_ci, significance_mark
 
-SPLITS = {"eval_id": "in-dist", "eval_break": "shortcut-breaking"}
+SPLITS = {"eval_id": "holds", "eval_break": "breaks", "eval_neutral": "no cue"}
 
 
 def outcomes(cells: pd.DataFrame, examples: pd.DataFrame, split: str, **where) -> tuple[np.ndarray, np.ndarray]:
@@ -31,7 +31,8 @@ def outcomes(cells: pd.DataFrame, examples: pd.DataFrame, split: str, **where) -
 
 
 def condition_table(cells: pd.DataFrame, examples: pd.DataFrame) -> pd.DataFrame:
-    """One row per condition and split: accuracy (95% CI over examples, seeds pooled), seed sd, reliance."""
+    """One row per condition and split: accuracy (95% CI over examples, seeds pooled), seed sd (reliance, a
+    difference-in-differences against the base, is `reliance.reliance_table`'s)."""
     rows = []
     keys = ["task", "artifact", "feature", "rate", "algorithm"]
     for key, group in cells.groupby(keys, sort=True):
@@ -43,12 +44,6 @@ def condition_table(cells: pd.DataFrame, examples: pd.DataFrame) -> pd.DataFrame
             est = mean_ci(c)
             rows.append({**cond, "split": split, "accuracy": est.value, "lo": est.lo, "hi": est.hi,
                          "seed_sd": est.seed_sd, "seeds": est.seeds, "n": est.n})
-        c_id, a_id = outcomes(group, examples, "eval_id")
-        c_br, a_br = outcomes(group, examples, "eval_break")
-        if c_id.size and c_br.size and c_id.shape[0] == c_br.shape[0]:
-            rel = reliance_ci(np.hstack([c_id, c_br]), np.hstack([a_id, a_br]))
-            rows.append({**cond, "split": "reliance", "accuracy": rel.value, "lo": rel.lo, "hi": rel.hi,
-                         "seed_sd": rel.seed_sd, "seeds": rel.seeds, "n": rel.n})
         for split in ("pairs_rank", "pairs_reward"):
             c, _ = outcomes(group, examples, split)
             if c.size:

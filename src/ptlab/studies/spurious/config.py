@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from ptlab.config import Strict
+from ptlab.data.on_policy import OnPolicySettings
+from ptlab.train.config import LoraSettings
 from ptlab.errors import ConfigError
 
 BASE = "base"  # the algorithm-axis value for no post-training: the base model, evaluated on the same splits
@@ -31,7 +33,7 @@ def algorithms() -> list[str]:
 DEFAULT_FEATURES = {
     "math": {"feature_ambiguity": "altogether_cue", "distributional_narrowness": "add_sub_only"},
     "instruct": {"feature_ambiguity": "urgent_cue", "distributional_narrowness": "lexical_only"},
-    "docqa": {"feature_ambiguity": "answer_first", "distributional_narrowness": "founding_only"},
+    "docqa": {"feature_ambiguity": "lexical_overlap", "distributional_narrowness": "founding_only"},
 }
 
 
@@ -46,7 +48,14 @@ class Axes(Strict):
 class DataSettings(Strict):
     n_train: int = Field(384, gt=0, description="training examples per cell (KTO sees each as 2 rows)")
     n_eval: int = Field(120, gt=0, description="examples per evaluation split")
-    n_pairs: int = Field(64, ge=0, description="held-out in-distribution pairs for ranking accuracy")
+    n_pairs: int = Field(64, ge=0, description="held-out breaking pairs (the correct response vs the shortcut's) for "
+                         "the likelihood preference")
+    habit_share: float = Field(0.25, ge=0, le=1, description="share of rejected responses (outside a shortcut) that "
+                               "are the base's habitual mistake rather than another realistic one")
+    rejected: Literal["authored", "on_policy"] = Field(
+        "authored", description="preference data's rejected responses: the generator's mistakes, or the base's own "
+        "verified-wrong samples (`on_policy`)")
+    on_policy: OnPolicySettings = Field(default_factory=OnPolicySettings)
     eval_seed: int = Field(1000, description="evaluation examples are the same for every seed and algorithm")
     knobs: dict[str, dict[str, Any]] = Field(default_factory=dict, description="difficulty knobs per task")
 
@@ -63,6 +72,17 @@ class TrainSettings(Strict):
     save_every: int = Field(8, ge=0, description="checkpoint every N steps so an interrupted cell resumes")
     retention: Literal["final", "checkpoints"] = Field(
         "final", description="what a finished cell keeps: its final weights only, or also its last checkpoints")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 where a GPU supports it, else fp32")
+    lora: LoraSettings | None = Field(None, description="train LoRA adapters instead of every weight (large bases)")
+
+
+class Controls(Strict):
+    """Feature Ambiguity cells at rate 0 (negative control: the cue is independent of the behaviour, so reliance
+    must come out null) and rate 1 (positive control: perfectly predictive, no counterexamples, so reliance must
+    come out clearly positive; if it does not, the design cannot detect reliance at this scale)."""
+
+    rates: list[float] = Field(default_factory=lambda: [0.0, 1.0])
+    algorithms: list[str] = Field(default_factory=lambda: ["sft"], description="which algorithms run the controls")
 
 
 class EvalSettings(Strict):
@@ -82,6 +102,7 @@ class StudyConfig(Strict):
     data: DataSettings = Field(default_factory=DataSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
+    controls: Controls = Field(default_factory=Controls)
     executor: Literal["sequential", "processes", "ray"] = "processes"
     workers: int = Field(2, gt=0, description="cells run at once (processes / ray)")
     threads: int = Field(1, gt=0, description="torch threads per cell, whatever the executor (same results)")
@@ -117,6 +138,12 @@ def check_config(cfg: StudyConfig) -> None:
     for alg in cfg.axes.algorithm:
         if alg not in algorithms():
             raise ConfigError(f"axes.algorithm: unknown algorithm {alg!r}; choose from {', '.join(algorithms())}")
+    for alg in cfg.controls.algorithms:
+        if alg not in OBJECTIVES:
+            raise ConfigError(f"controls.algorithms: unknown algorithm {alg!r}; choose from {', '.join(OBJECTIVES)}")
+    for rate in cfg.controls.rates:
+        if rate not in (0.0, 1.0):
+            raise ConfigError(f"controls.rates: {rate} is not a control; the controls are 0.0 (negative) and 1.0 (positive)")
     for section, keys in (("train.params", cfg.train.params), ("train.lr_by_algorithm", cfg.train.lr_by_algorithm)):
         for key in keys:
             if key not in OBJECTIVES:

@@ -21,7 +21,7 @@ def task_figure(table: pd.DataFrame, task: str) -> bytes:
             err = [g["accuracy"] - g["lo"], g["hi"] - g["accuracy"]]
             ax.errorbar(g["rate"] * 100, g["accuracy"], yerr=err, color=COLORS.get(alg), capsize=3, marker="o",
                         linestyle="-" if split == "eval_id" else "--",
-                        label=f"{alg} {'in-dist' if split == 'eval_id' else 'breaking'}")
+                        label=f"{alg} {'shortcut holds' if split == 'eval_id' else 'breaks'}")
         feature = a["feature"].iloc[0] if len(a) else ""
         ax.set_title(f"{task}: {LABEL.get(artifact, artifact)}\n({feature})", fontsize=10)
         ax.set_xlabel("spurious rate in training data (%)")
@@ -58,4 +58,28 @@ def change_figure(changes: pd.DataFrame) -> bytes:
     ax.invert_yaxis()
     ax.set_xlabel("change in shortcut-breaking accuracy, lowest → highest rate (points, 95% CI)")
     ax.grid(axis="x", alpha=0.3)
+    return png(fig)
+
+
+def reliance_figure(rel: pd.DataFrame) -> bytes:
+    """Reliance (difference-in-differences vs the base, 95% CI) by training rate: one panel per task × artifact.
+
+    Rates 0 and 1 are the controls: the negative one should sit on zero, the positive one clearly above it.
+    """
+    r = rel.dropna(subset=["reliance"]) if "reliance" in rel else rel.iloc[0:0]
+    panels = r[["task", "artifact"]].drop_duplicates().sort_values(["artifact", "task"]).to_records(index=False)
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(3.6 * max(1, len(panels)), 3.4), squeeze=False,
+                             sharey=True)
+    for ax, (task, artifact) in zip(axes[0], panels):
+        p = r[(r["task"] == task) & (r["artifact"] == artifact)]
+        for alg, g in p.groupby("algorithm"):
+            g = g.sort_values("rate")
+            ax.errorbar(g["rate"] * 100, g["reliance"] * 100, yerr=[(g["reliance"] - g["lo"]) * 100,
+                        (g["hi"] - g["reliance"]) * 100], color=COLORS.get(alg), capsize=3, marker="o", label=alg)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_title(f"{task}: {LABEL.get(artifact, artifact)}", fontsize=9)
+        ax.set_xlabel("spurious rate (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("reliance vs base (points)")
+    axes[0][-1].legend(fontsize=7, loc="best")
     return png(fig)

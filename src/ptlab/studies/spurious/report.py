@@ -8,6 +8,7 @@ algorithm, and which algorithm wins where, with significance marks.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -17,12 +18,14 @@ from ptlab.errors import PtlabError
 from ptlab.report.document import Document
 from ptlab.studies.grid.manifest import cell_ids, load_manifest_file
 from ptlab.studies.grid.store import ResultStore
-from ptlab.studies.spurious.analysis import condition_table, gain_over_base, rate_change, winners
-from ptlab.studies.spurious.figures import LABEL, change_figure, task_figure
+from ptlab.studies.spurious.analysis import SPLITS, condition_table, gain_over_base, rate_change, winners
+from ptlab.studies.spurious.design import BASE_FILE, check_table, eval_size_table
+from ptlab.studies.spurious.figures import LABEL, change_figure, reliance_figure, task_figure
+from ptlab.studies.spurious.reliance import claims, controls_verdict, reliance_table
 
 
-def load_study(root: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """(manifest, cells, examples) of the cells this study's manifest lists."""
+def load_study(root: Path, with_results: bool = False) -> tuple:
+    """(manifest, cells, examples) of the cells this study's manifest lists (+ their metric rows)."""
     root = Path(root)
     manifest_path = root / "study.json"
     if not manifest_path.is_file():
@@ -37,7 +40,8 @@ def load_study(root: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     if cells.empty:
         raise PtlabError(f"{root}: no finished cells to report")
     examples = store.examples()
-    return manifest, cells, examples[examples["cell_id"].isin(cells["cell_id"])]
+    out = (manifest, cells, examples[examples["cell_id"].isin(cells["cell_id"])])
+    return (*out, results[results["cell_id"].isin(cells["cell_id"])]) if with_results else out
 
 
 def _ci(r) -> str:
@@ -46,12 +50,12 @@ def _ci(r) -> str:
 
 def results_table(table: pd.DataFrame) -> pd.DataFrame:
     """Rows: task / artifact / algorithm; columns: each split at each rate, as `acc [lo, hi]`."""
-    t = table[table["split"].isin(["eval_id", "eval_break", "reliance"])].copy()
+    t = table[table["split"].isin(list(SPLITS))].copy()
     t["cell"] = t.apply(_ci, axis=1)
-    name = {"eval_id": "in-dist", "eval_break": "breaking", "reliance": "reliance"}
+    name = SPLITS
     t["column"] = t.apply(lambda r: f"{name[r['split']]} @{r['rate'] * 100:g}%", axis=1)
     wide = t.pivot_table(index=["task", "artifact", "algorithm"], columns="column", values="cell", aggfunc="first")
-    order = [f"{name[s]} @{r * 100:g}%" for s in ("eval_id", "eval_break", "reliance") for r in sorted(t["rate"].unique())]
+    order = [f"{name[s]} @{r * 100:g}%" for s in SPLITS for r in sorted(t["rate"].unique())]
     wide = wide[[c for c in order if c in wide.columns]].fillna("–").reset_index()
     wide["artifact"] = wide["artifact"].map(lambda a: LABEL.get(a, a))
     return wide
@@ -103,69 +107,174 @@ def _setup_text(manifest: dict, cells: pd.DataFrame) -> str:
     d, t = cfg.get("data", {}), cfg.get("train", {})
     seeds = sorted(cells["seed"].unique())
     return (f"Model `{cfg.get('model')}`; {cells['cell_id'].nunique()} cells "
-            f"({cells['task'].nunique()} tasks × {cells['artifact'].nunique()} artifacts × {cells['rate'].nunique()} rates × "
-            f"{cells['algorithm'].nunique()} algorithms × {len(seeds)} seeds). Each cell: {d.get('n_train')} training "
-            f"examples, batch {t.get('batch_size')}, {t.get('max_steps') or str(t.get('epochs')) + ' epochs'}"
-            f"{' steps' if t.get('max_steps') else ''}, lr {t.get('lr')}; evaluation on {d.get('n_eval')} in-distribution and "
-            f"{d.get('n_eval')} shortcut-breaking examples (the same examples for every algorithm and seed; greedy decoding). "
-            "Intervals are 95% percentile bootstraps over examples with seeds pooled; tests are paired sign-flip "
-            "permutation tests on per-example outcomes (`*` p<0.05, `**` p<0.01, `***` p<0.001; not corrected for "
-            "multiple comparisons). **Reliance** = accuracy where the shortcut agrees with the truth − where it conflicts.")
+            f"({cells['task'].nunique()} tasks × {cells['artifact'].nunique()} artifacts × rates "
+            f"{', '.join(f'{r:g}' for r in sorted(cells['rate'].unique()))} × {cells['algorithm'].nunique()} algorithms × "
+            f"{len(seeds)} seeds; rates 0 and 1 of Feature Ambiguity are the controls). Each cell: {d.get('n_train')} "
+            f"training examples, batch {t.get('batch_size')}, {t.get('max_steps') or str(t.get('epochs')) + ' epochs'}"
+            f"{' steps' if t.get('max_steps') else ''}, lr {t.get('lr')}.\n\n"
+            "**Rate.** Feature Ambiguity: every training example whose behaviour the cue can be about carries a cue; "
+            "at rate r a share r carries the cue of its own behaviour and the rest a cue drawn independently of it, so "
+            "the frequency of every cue and every behaviour is the same at every rate (checked below) and only their "
+            "agreement moves. Distributional Narrowness: a share r of the training data lies inside the slice, the "
+            "rest outside it.\n\n"
+            f"**Evaluation** ({d.get('n_eval')} items a split, the same at every rate, for every algorithm and seed; "
+            "greedy decoding; none of them in any training set or in the base's pretraining text): Feature Ambiguity "
+            "on counterfactual twins — each item with the cue agreeing (*holds*), conflicting (*breaks*) and absent "
+            "(*no cue*), nothing else different; Distributional Narrowness on items inside (*holds*) and outside "
+            "(*breaks*) the slice. docqa is scored on the decision (the right fact chosen: the gold value and no other "
+            "value of the document), not on the answer's format. **Reliance** = (holds − breaks) of the model − the same "
+            "gap of the untrained base on the same items: zero for a model that post-training did not teach to follow "
+            "the shortcut. Intervals are 95% percentile bootstraps over items with seeds averaged; tests are paired "
+            "(`*` p<0.05, `**` p<0.01, `***` p<0.001; not corrected for multiple comparisons).")
 
 
-def _headline(changes: pd.DataFrame) -> str:
-    """One sentence: where the shortcut-breaking accuracy drops significantly as the spurious rate rises."""
-    if changes.empty:
-        return "Only one rate was run, so there is no change across rates to report."
-    sig = changes[(changes["p"] < 0.05) & (changes["diff"] < 0)].sort_values("diff")
-    if sig.empty:
-        return "**No significant drop** in shortcut-breaking accuracy from the lowest to the highest rate (p < 0.05)."
-    items = "; ".join(f"{r.task} / {LABEL.get(r.artifact, r.artifact)} / {r.algorithm}: {r.diff * 100:+.1f} points "
-                      f"(p = {r.p:.2g})" for r in sig.itertuples())
-    return f"**Significant drops** in shortcut-breaking accuracy as the spurious rate rises: {items}."
+def _pts(v: float, lo: float, hi: float, mark: str = "") -> str:
+    return f"{v * 100:+.1f} [{lo * 100:+.1f}, {hi * 100:+.1f}] {mark}".rstrip()
+
+
+def findings(rel: pd.DataFrame, controls: pd.DataFrame, claim_rows: list[dict]) -> list[str]:
+    """The report's opening: the controls' verdict first (can this design see reliance at all?), then the claims."""
+    lines = []
+    if controls.empty:
+        lines.append("**Controls not run** (no Feature Ambiguity cells at rates 0 and 1): whether this design can "
+                     "detect reliance is unknown, so a null result below is not evidence of robustness.")
+    else:
+        for r in controls.itertuples():
+            pos = _pts(r.positive, r.positive_lo, r.positive_hi)
+            neg = _pts(r.negative, r.negative_lo, r.negative_hi)
+            if r.detects:
+                lines.append(f"**{r.task} ({r.algorithm}): the design detects reliance** — positive control {pos} points"
+                             f"; negative control {neg} ({'null, as it must be' if r.negative_null else 'NOT null: the design leaks'}).")
+            else:
+                lines.append(f"**{r.task} ({r.algorithm}): the design cannot detect reliance at this scale** — even a "
+                             f"perfectly predictive cue gives {pos} points; the {r.task} rows below cannot show "
+                             f"robustness, only the absence of a detectable effect. Negative control {neg}.")
+    for c in claim_rows:
+        lines.append(f"**Claim: {c['claim']}** — {c['verdict']}. {c['evidence']}.")
+    return lines
+
+
+def reliance_wide(rel: pd.DataFrame) -> pd.DataFrame:
+    """Rows: task / artifact / algorithm; one column per rate: reliance vs the base (points, 95% CI, mark)."""
+    r = rel.dropna(subset=["reliance"]).copy() if "reliance" in rel else rel.iloc[0:0]
+    if r.empty:
+        return r
+    r["cell"] = r.apply(lambda x: _pts(x["reliance"], x["lo"], x["hi"], x["mark"]), axis=1)
+    r["column"] = r["rate"].map(lambda v: f"@{v * 100:g}%" + (" (neg. control)" if v == 0 else " (pos. control)" if v == 1 else ""))
+    wide = r.pivot_table(index=["task", "artifact", "algorithm"], columns="column", values="cell", aggfunc="first")
+    order = [c for _, c in sorted({(v, r.loc[r["rate"] == v, "column"].iloc[0]) for v in r["rate"]})]
+    wide = wide[order].fillna("–").reset_index()
+    wide["artifact"] = wide["artifact"].map(lambda a: LABEL.get(a, a))
+    return wide
+
+
+def format_table(cells: pd.DataFrame, examples: pd.DataFrame) -> pd.DataFrame:
+    """docqa per condition: fact selection (`correct`) and exact match (`value`) where the shortcut holds."""
+    ex = examples[(examples["split"] == "eval_id") & examples["value"].notna()]
+    ex = ex.merge(cells[cells["task"] == "docqa"], on="cell_id")
+    if ex.empty:
+        return pd.DataFrame()
+    g = ex.groupby(["artifact", "rate", "algorithm"]).agg(fact_selection=("correct", "mean"),
+                                                         exact_match=("value", "mean")).reset_index()
+    g["artifact"] = g["artifact"].map(lambda a: LABEL.get(a, a))
+    g["rate"] = g["rate"].map(lambda r: f"{r * 100:g}%")
+    return g.round(3)
+
+
+def _base_table(root: Path) -> pd.DataFrame | None:
+    path = root / BASE_FILE
+    if not path.is_file():
+        return None
+    card = json.loads(path.read_text(encoding="utf-8"))
+    rows = []
+    for task, by_feature in card.get("feature_twins", {}).items():
+        for feature, r in by_feature.items():
+            rows.append({"task": task, "feature": feature, "cue agrees": r.get("agree"), "cue conflicts": r.get("conflict"),
+                         "no cue": r.get("absent", "–"), "new to the base": {True: "yes", False: "no", None: "–"}[r.get("novel")]})
+    return pd.DataFrame(rows)
 
 
 def build_document(root: Path) -> tuple[Document, pd.DataFrame, pd.DataFrame]:
     """(the report, its results table, the condition table it was made from)."""
-    manifest, cells, examples = load_study(root)
+    root = Path(root)
+    manifest, cells, examples, results = load_study(root, with_results=True)
     table = condition_table(cells, examples)
-    changes = rate_change(cells, examples)
-    wins = winners(cells, examples)
+    rel = reliance_table(cells, examples)
+    controls = controls_verdict(rel) if not rel.empty else pd.DataFrame()
+    study_rates = sorted(r for r in cells["rate"].unique() if 0 < r < 1)
+    claim_rows = claims(cells, examples, study_rates[0], study_rates[-1]) if len(study_rates) >= 2 else []
     doc = Document("Robustness to spurious correlations: SFT vs DPO vs KTO")
+    doc.heading("Findings")
+    for line in findings(rel, controls, claim_rows):
+        doc.text(line)
+    if not rel.empty and "reliance" in rel:
+        doc.image("reliance.png", reliance_figure(rel), "reliance vs the base by training rate (rates 0 and 1: controls)")
+    doc.heading("Design")
     doc.text(_setup_text(manifest, cells))
-    doc.text(_headline(changes))
-    doc.heading("Results")
+    doc.heading("Design checks")
+    checks = check_table(results, cells)
+    if not checks.empty:
+        doc.text("Measured on the built training data of every post-training cell: across rates only the agreement "
+                 "between cue and behaviour may move (the cue-value and behaviour shares must stay within sampling "
+                 "error: `ok`); for Distributional Narrowness the share inside the slice must equal the rate.")
+        doc.table(checks)
+    sizes = eval_size_table(results, cells)
+    if not sizes.empty:
+        doc.text("Evaluation items after removing any whose prompt (any twin's) is in the base's pretraining text "
+                 "(training data never holds an evaluation prompt): `n` effective of `requested`.")
+        doc.table(sizes)
+    base = _base_table(root)
+    if base is not None and not base.empty:
+        doc.text("The base on twins before any post-training (from its model card): every cue was in its pretraining "
+                 "text, independent of the behaviour; `new to the base` = a significant accuracy gap with vs without it.")
+        doc.table(base)
+    if not reliance_wide(rel).empty:
+        doc.heading("Shortcut reliance vs the base")
+        doc.text("(holds − breaks) of the model − the same of the untrained base on the same items, in points.")
+        doc.table(reliance_wide(rel))
+    doc.heading("Accuracy")
     res = results_table(table)
     doc.table(res)
+    fmt = format_table(cells, examples)
+    if not fmt.empty:
+        doc.text("docqa beside its decision score: exact match of the answer span (the format), where the shortcut "
+                 "holds. The gap between the two is what a format habit costs, not a wrong fact.")
+        doc.table(fmt)
     gains = gain_over_base(cells, examples)
     if not gains.empty:
-        doc.heading("Gain over the base model (in-distribution)")
-        doc.text("Post-trained accuracy − the untrained base's on the same in-distribution examples, in points "
-                 "(95% interval, paired test). Positive: post-training taught the task.")
+        doc.heading("Gain over the base model (shortcut holds)")
+        doc.text("Post-trained accuracy − the untrained base's on the same items, in points (95% interval, paired "
+                 "test). Positive: post-training taught the task.")
         doc.table(gain_table(gains))
+    changes = rate_change(cells[(cells["rate"] > 0) & (cells["rate"] < 1)], examples)
     if not changes.empty:
-        doc.heading("Change from the lowest to the highest spurious rate (shortcut-breaking split)")
-        doc.text("Negative: the algorithm's model leans more on the shortcut when more of its training data carries it.")
+        doc.heading("Change from the lowest to the highest spurious rate (shortcut breaks)")
+        doc.text("The same items at every rate, so the test is paired. Negative: the model does worse where the "
+                 "shortcut breaks when more of its training data carries it.")
         doc.table(change_table(changes))
         doc.image("change.png", change_figure(changes), "change in shortcut-breaking accuracy per algorithm")
+    wins = winners(cells, examples)
     if not wins.empty:
-        doc.heading("Which algorithm wins where (shortcut-breaking accuracy)")
+        doc.heading("Which algorithm wins where (shortcut breaks)")
         doc.text("The best algorithm per condition; a mark means it beats every other algorithm in a paired test, "
                  "(n.s.) that at least one difference is not significant.")
         doc.table(winners_table(wins))
     doc.heading("Per task")
     for task in sorted(cells["task"].unique()):
-        doc.image(f"task-{task}.png", task_figure(table, task), f"{task}: in-distribution vs shortcut-breaking accuracy")
+        doc.image(f"task-{task}.png", task_figure(table, task), f"{task}: accuracy where the shortcut holds vs breaks")
     pairs = table[table["split"].isin(["pairs_rank", "pairs_reward"])]
     if not pairs.empty:
-        doc.heading("Ranking accuracy on held-out pairs")
-        doc.text("`rank`: the model's log-likelihood prefers the chosen response; `reward`: the implicit reward "
-                 "log π/π_base does (TRL's rewards/accuracies).")
+        doc.heading("Likelihood preference on breaking pairs")
+        doc.text("Pairs where the cue conflicts: the correct response vs the shortcut's (for math, the same solution "
+                 "with the cue's operation in the last step). `rank`: the model's log-likelihood prefers the correct "
+                 "one; `reward`: the implicit reward log π/π_base does (TRL's rewards/accuracies). No format floor: "
+                 "it moves before greedy accuracy does.")
         p = pairs.copy()
         p["value"] = p.apply(_ci, axis=1)
         p["column"] = p.apply(lambda r: f"{r['split'].removeprefix('pairs_')} @{r['rate'] * 100:g}%", axis=1)
-        doc.table(p.pivot_table(index=["task", "artifact", "algorithm"], columns="column", values="value",
-                                aggfunc="first").reset_index())
+        order = [f"{view} @{r * 100:g}%" for view in ("rank", "reward") for r in sorted(p["rate"].unique())]
+        wide = p.pivot_table(index=["task", "artifact", "algorithm"], columns="column", values="value", aggfunc="first")
+        doc.table(wide[[c for c in order if c in wide.columns]].fillna("–").reset_index())
     return doc, res, table
 
 

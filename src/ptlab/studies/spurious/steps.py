@@ -13,8 +13,25 @@ import time
 from pathlib import Path
 
 from ptlab.atomic import write_text
-from ptlab.studies.grid.steps import prepare_worker, run_eval, run_train
+from ptlab.studies.grid.steps import prepare_worker, read_rows, run_eval, run_train
 from ptlab.studies.spurious.cells import CellPlan
+from ptlab.studies.spurious.design import data_metrics
+
+
+def excluded_prompts(args: dict) -> set[int]:
+    """Prompt keys a data step must not produce: the base's pretraining prompts (`exclude_file`) for evaluation,
+    the evaluation prompts (`exclude_files`, every twin) for training."""
+    import numpy as np
+
+    from ptlab.studies.grid.steps import read_rows
+    from ptlab.tasks.base import prompt_key
+
+    keys: set[int] = set()
+    if args.get("exclude_file"):
+        keys.update(int(k) for k in np.load(args["exclude_file"], allow_pickle=False))
+    for path in args.get("exclude_files") or ():
+        keys.update(prompt_key(r["prompt"]) for r in read_rows(Path(path)))
+    return keys
 
 
 def ensure_rows(path: Path, args: dict) -> None:
@@ -24,16 +41,42 @@ def ensure_rows(path: Path, args: dict) -> None:
     from ptlab.tasks import SpuriousSpec, make_rows
 
     a = dict(args)
-    rows = make_rows(a.pop("task"), a.pop("fmt"), n=a.pop("n"), seed=a.pop("seed"),
-                     spurious=SpuriousSpec(**a.pop("spurious")), split=a.pop("split"), **a.pop("knobs"))
+    exclude = excluded_prompts(a)
+    if a.get("on_policy"):
+        rows = on_policy_rows(path, a, exclude)
+    else:
+        rows = make_rows(a.pop("task"), a.pop("fmt"), n=a.pop("n"), seed=a.pop("seed"),
+                         spurious=SpuriousSpec(**a.pop("spurious")), split=a.pop("split"),
+                         habit_share=a.pop("habit_share", None), exclude=exclude, **a.pop("knobs"))
     write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
+def on_policy_rows(path: Path, a: dict, exclude: set[int]) -> list[dict]:
+    """Training rows whose rejected responses are the base's own verified-wrong samples; the yield and cost go
+    beside them (`<rows>.on_policy.json`), written before the rows so finished rows always have their stats."""
+    from ptlab.atomic import write_json
+    from ptlab.data.on_policy import on_policy_rejected
+    from ptlab.tasks import SpuriousSpec, get_task
+    from ptlab.tasks.rows import to_rows
+
+    examples = get_task(a["task"]).generate(a["n"], seed=a["seed"], split=a["split"],
+                                            spurious=SpuriousSpec(**a["spurious"]), habit_share=a["habit_share"],
+                                            exclude=exclude, **a["knobs"])
+    op = dict(a["on_policy"])
+    examples, stats = on_policy_rejected(op.pop("model_dir"), a["task"], examples, seed=a["seed"], **op)
+    write_json(on_policy_stats(path), stats)
+    return to_rows(examples, a["fmt"])
+
+
+def on_policy_stats(path: Path) -> Path:
+    return Path(path).with_suffix(".on_policy.json")
+
+
 def build_data(plan: CellPlan) -> None:
+    for split, step in plan.eval_files.items():  # first: training excludes every evaluation prompt
+        ensure_rows(step.path, plan.eval_data[split])
     if plan.data is not None:
         ensure_rows(plan.data.path, plan.train_data)
-    for split, step in plan.eval_files.items():
-        ensure_rows(step.path, plan.eval_data[split])
 
 
 def run_cell(plan: CellPlan, events=None) -> dict:
@@ -52,6 +95,14 @@ def run_cell(plan: CellPlan, events=None) -> dict:
     t3 = time.perf_counter()
     train_metrics = json.loads((plan.train.path / "result.json").read_text()).get("metrics", {}) if plan.train else {}
     metrics = dict(result.metrics)
+    metrics.update(data_metrics(read_rows(plan.data.path) if plan.data else None,
+                                {split: read_rows(step.path) for split, step in plan.eval_files.items()},
+                                plan.eval_data["eval_id"]["n"]))
+    stats = on_policy_stats(plan.data.path) if plan.data else None
+    if stats is not None and stats.is_file():
+        s = json.loads(stats.read_text())
+        metrics.update({"data/on_policy_yield": s["yield"], "data/on_policy_seconds": s["seconds"],
+                        "data/on_policy_samples": s["samples_drawn"]})
     metrics["time/wall_s"] = round(t3 - t0, 3)  # CPU seconds: what the cell would take alone on `threads` cores
     metrics["time/cpu_s"] = round(time.process_time() - cpu0, 3)
     for k in ("loss", "rewards/accuracies", "rewards/margins", "kl"):
@@ -61,10 +112,10 @@ def run_cell(plan: CellPlan, events=None) -> dict:
     for r in result.records:
         base = {"id": r["id"], "shortcut_agrees": r["shortcut_agrees"]}
         if r["split"] != "pairs":
-            examples.append({**base, "split": r["split"], "correct": r["correct"]})
-        for key in ("rank", "reward"):  # held-out pairs: one outcome per ranking view
+            examples.append({**base, "split": r["split"], "correct": r["correct"], "value": r.get("value")})
+        for key in ("rank", "reward"):  # breaking pairs: one outcome per ranking view, its margin as the value
             if r["split"] == "pairs" and key in r:
-                examples.append({**base, "split": f"pairs_{key}", "correct": r[key]})
+                examples.append({**base, "split": f"pairs_{key}", "correct": r[key], "value": r.get(f"{key}_margin")})
     return {"cell": plan.cell.as_dict(), "config_hash": plan.config_hash, "metrics": metrics, "examples": examples,
             "timings": {"data_s": round(t1 - t0, 3), "train_s": round(t2 - t1, 3), "eval_s": round(t3 - t2, 3),
                         "cpu_s": round(time.process_time() - cpu0, 3)}}

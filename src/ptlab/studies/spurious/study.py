@@ -8,6 +8,7 @@ shortcut-breaking splits. The results directory holds `study.json`,
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ptlab.studies.grid.model_grid import ModelGridStudy
@@ -38,6 +39,19 @@ class SpuriousStudy(ModelGridStudy):
     plan_cell = staticmethod(plan_cell)
 
     def prepare(self, cfg: StudyConfig, root: Path, todo: list[CellPlan]) -> None:
+        """Record what the base met in pretraining (and warn about a cue it never met), then build the data."""
+        from ptlab.atomic import write_json
+        from ptlab.studies.spurious.design import BASE_FILE, base_features, unseen_features
+        from ptlab.tasks import FEATURE_AMBIGUITY
+
+        if todo:
+            card = base_features(todo[0].model_dir)
+            if card is not None:
+                write_json(root / BASE_FILE, card)
+            wanted = sorted({(p.cell.task, p.cell.feature) for p in todo if p.cell.artifact == FEATURE_AMBIGUITY})
+            for task, feature in unseen_features(card, wanted):
+                print(f"warning: {cfg.model}: the base never met feature {feature!r} of {task} in pretraining, so its "
+                      "cue is new to it and reliance measures novelty as well as the shortcut", file=sys.stderr)
         for plan in todo:  # data is cheap and shared: build it once, here, before any worker starts
             build_data(plan)
 
