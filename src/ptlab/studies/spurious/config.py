@@ -16,8 +16,8 @@ from pydantic import Field, PositiveFloat, PositiveInt
 
 from ptlab.config import Strict
 from ptlab.data.on_policy import OnPolicySettings
-from ptlab.train.config import LoraSettings
 from ptlab.errors import ConfigError
+from ptlab.train.config import LoraSettings
 
 BASE = "base"  # the algorithm-axis value for no post-training: the base model, evaluated on the same splits
 
