@@ -127,7 +127,7 @@ def test_write_report_files(tmp_path):
     text = md.read_text()
     assert "| math | Feature Ambiguity | sft |" in text and "\\*\\*\\*" in text
     assert ("**Claim: Models often, but not always, degrade at the high spurious rate** — supported. 1 of 2 conditions "
-            "lose shortcut-breaking accuracy significantly from 0.1 to 0.9: math/feature/sft -") in text
+            "lose shortcut-breaking accuracy significantly from 0.1 to 0.9: math/FA/sft -") in text
     assert "**Claim: DPO and KTO are relatively robust on math (they degrade less than SFT)** — supported." in text
     assert "**Claim: SFT is stronger than DPO and KTO on context-heavy document QA** — not tested." in text  # no docqa
     html = (out / "report.html").read_text()

@@ -60,6 +60,16 @@ def run_train(plan) -> Path:
     return train(plan.train_config, resume=resume, quiet=True).checkpoint
 
 
+def eval_placement() -> dict:
+    """Where evaluation runs: the GPU when there is one (bf16 where supported), else the CPU in fp32, whose
+    greedy decoding is bit-stable (same config and seed, same numbers)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {"device": "cuda", "dtype": torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16}
+    return {}
+
+
 def reference_pair_logps(plan, pairs: list[dict]) -> np.ndarray:
     """The base model's log-probs of the held-out pairs, computed once per study and cached."""
     path = plan.ref_pairs.path
@@ -68,7 +78,7 @@ def reference_pair_logps(plan, pairs: list[dict]) -> np.ndarray:
     from ptlab.evaluate.ranking import pair_logps
     from ptlab.models import load
 
-    model, tokenizer = load(plan.model_dir)
+    model, tokenizer = load(plan.model_dir, **eval_placement())
     arr = pair_logps(model, tokenizer, pairs, plan.max_length)
     write_file(path, lambda f: np.save(f, arr, allow_pickle=False))
     return arr
@@ -88,7 +98,7 @@ def run_eval(plan, checkpoint: Path, progress=None):
     pairs = (shortcut or pool)[: plan.n_pairs]
     # the implicit reward log π/π_base of the base itself is 0: only trained models get the reward view
     ref = reference_pair_logps(plan, pairs) if pairs and plan.train is not None else None
-    model, tokenizer = load(str(checkpoint))
+    model, tokenizer = load(str(checkpoint), **eval_placement())
     result = evaluate_model(model, tokenizer, plan.cell.task, splits, GenerationSettings(**plan.eval_settings),
                             pairs=pairs or None, ref_logps=ref, progress=progress)
     with atomic_dir(plan.eval.path) as tmp:
