@@ -65,7 +65,7 @@ def test_changed_fixed_settings_are_refused_naming_them(tiny_study):
 def test_quick_and_overrides(tmp_path):
     cfg = load_study_config("spurious", None, ["workers=3", "axes.task=[math]"], quick=True)
     assert cfg.axes.seed == [0] and cfg.workers == 3 and cfg.axes.task == ["math"]
-    assert cfg.data.n_train < 384 and cfg.train.max_steps == 24
+    assert cfg.data.n_train < 384 and cfg.train.max_steps == 20
     yaml = tmp_path / "s.yaml"
     yaml.write_text("model: tiny-test\naxes: {seed: [4]}\n")
     cfg = load_study_config("spurious", str(yaml), [], quick=True)

@@ -34,8 +34,9 @@ def data_metrics(train_rows: list[dict] | None, eval_rows: dict[str, list[dict]]
     rows = list({r["id"]: r for r in train_rows}.values())  # unpaired data has two rows an example
     metas = [json.loads(r["meta"]) if isinstance(r.get("meta"), str) else (r.get("meta") or {}) for r in rows]
     out["data/train_n"] = len(rows)
-    cued = [r for r in rows if r["has_feature"]]  # agreement among the examples that show the cue
-    out["data/agree_share"] = sum(bool(r["shortcut_agrees"]) for r in cued) / len(cued) if cued else float("nan")
+    if rows[0].get("artifact") == FEATURE_AMBIGUITY:  # agreement among the examples that show the cue
+        cued = [r for r in rows if r["has_feature"]]
+        out["data/agree_share"] = sum(bool(r["shortcut_agrees"]) for r in cued) / len(cued) if cued else float("nan")
     out["data/feature_share"] = sum(bool(r["has_feature"]) for r in rows) / len(rows)
     for key in ("cue", "label"):
         counts = Counter(str(m.get(key)) for m in metas if key in m)

@@ -151,6 +151,10 @@ def findings(rel: pd.DataFrame, controls: pd.DataFrame, claim_rows: list[dict]) 
                              f"robustness, only the absence of a detectable effect. Negative control {neg}.")
     for c in claim_rows:
         lines.append(f"**Claim: {c['claim']}** — {c['verdict']}. {c['evidence']}.")
+    blind = sorted(set(controls[~controls["detects"]]["task"])) if not controls.empty else []
+    if blind and claim_rows:
+        lines.append(f"Where the positive control fails ({', '.join(blind)}), Feature Ambiguity evidence for or against "
+                     "a claim is not evidence: the design could not have shown the effect there.")
     return lines
 
 

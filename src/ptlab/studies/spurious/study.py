@@ -20,8 +20,8 @@ from ptlab.studies.spurious.steps import build_data, run_cell
 QUICK = {
     "output_dir": "runs/study-spurious-quick",
     "axes": {"seed": [0]},
-    "data": {"n_train": 320, "n_eval": 100, "n_pairs": 32},
-    "train": {"max_steps": 24},
+    "data": {"n_train": 320, "n_eval": 80, "n_pairs": 32},
+    "train": {"max_steps": 20},
 }
 
 
