@@ -169,3 +169,34 @@ def test_synth_cli_heals_a_corrupt_cache_once(tmp_path, ptlab):
         assert json.loads(third.stdout.splitlines()[-1])["cached"] == 6
     finally:
         srv.stop()
+
+
+def test_a_synth_run_closes_its_cache_before_returning(tmp_path, monkeypatch):
+    """Measured flake: with the cache left to the garbage collector, a late close checkpointed the WAL into the
+    file a user had replaced meanwhile, and the next run saw no corruption (no warning). The run closes it."""
+    import gc
+
+    from ptlab.synth import cache as cache_mod
+    from ptlab.synth.run import SynthConfig, run_synth
+
+    made = []
+    real_init = cache_mod.ReplyCache.__init__
+
+    def remember(self, *a, **kw):
+        real_init(self, *a, **kw)
+        made.append(self)
+
+    monkeypatch.setattr(cache_mod.ReplyCache, "__init__", remember)
+    monkeypatch.setenv("PTLAB_HOME", str(tmp_path / "home"))
+    srv = OpenAIServer(EchoResponder(), "echo", "127.0.0.1", 0, None, None).start_background()
+    gc.disable()
+    try:
+        cfg = SynthConfig(teacher={"backend": "openai", "model": "echo", "base_url": srv.url},
+                          strategy={"queries": 4}, seeds={"n": 2}, output=str(tmp_path / "out"))
+        run_synth(cfg)
+        assert len(made) == 1
+        with pytest.raises(sqlite3.ProgrammingError):  # closed: nothing can checkpoint into the file later
+            made[0]._db.execute("SELECT 1")
+    finally:
+        gc.enable()
+        srv.stop()

@@ -36,6 +36,12 @@ class MeteredTeacher:
     def name(self) -> str:
         return f"{self.backend}:{self.model}"
 
+    def close(self) -> None:
+        """Close the reply cache now. Left to the garbage collector, a late close checkpoints the WAL into
+        whatever file then has the cache's name (one a user or a heal replaced meanwhile)."""
+        if self.cache is not None:
+            self.cache.close()
+
     def generate(self, requests: Sequence[ChatRequest]) -> list[ChatReply]:
         requests = list(requests)
         keys = [cache_key(self.backend, self.model, r) for r in requests]

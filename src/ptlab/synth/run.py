@@ -96,13 +96,16 @@ def run_synth(cfg: SynthConfig) -> tuple[Path, SynthResult]:
     # A bad seed file stops the run before the teacher (and its reply cache) exists.
     file_seeds = read_seed_file(cfg.seeds) if cfg.seeds.source == "jsonl" else None
     teacher = make_teacher(cfg.teacher, budget=budget)
-    seeds = file_seeds if file_seeds is not None else load_seeds(cfg.seeds, teacher)
-    task = None
-    if cfg.seeds.source != "jsonl" or cfg.strategy.verify == "gold":
-        from ptlab.tasks import get_task
+    try:
+        seeds = file_seeds if file_seeds is not None else load_seeds(cfg.seeds, teacher)
+        task = None
+        if cfg.seeds.source != "jsonl" or cfg.strategy.verify == "gold":
+            from ptlab.tasks import get_task
 
-        task = get_task(cfg.seeds.task)
-    result = run_strategy(teacher, seeds, cfg.strategy, task=task)
+            task = get_task(cfg.seeds.task)
+        result = run_strategy(teacher, seeds, cfg.strategy, task=task)
+    finally:
+        teacher.close()
     out = Path(cfg.output)
     with atomic_dir(out) as tmp:
         with open(tmp / "data.jsonl", "w") as f:

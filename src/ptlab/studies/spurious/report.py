@@ -198,6 +198,16 @@ def _base_table(root: Path) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
+def _captioned(doc: Document, table: pd.DataFrame | None, caption: str, heading: str | None = None) -> None:
+    """A table with its caption (and heading), or nothing when there is nothing to show."""
+    if table is None or table.empty:
+        return
+    if heading:
+        doc.heading(heading)
+    doc.text(caption)
+    doc.table(table)
+
+
 def build_document(root: Path) -> tuple[Document, pd.DataFrame, pd.DataFrame]:
     """(the report, its results table, the condition table it was made from)."""
     root = Path(root)
@@ -216,34 +226,25 @@ def build_document(root: Path) -> tuple[Document, pd.DataFrame, pd.DataFrame]:
     doc.heading("Design")
     doc.text(_setup_text(manifest, cells))
     doc.heading("Design checks")
-    checks = check_table(results, cells)
-    if not checks.empty:
-        doc.text("Measured on the built training data of every post-training cell: across rates only the agreement "
-                 "between cue and behaviour may move (the cue-value and behaviour shares must stay within sampling "
-                 "error: `ok`); for Distributional Narrowness the share inside the slice must equal the rate.")
-        doc.table(checks)
-    sizes = eval_size_table(results, cells)
-    if not sizes.empty:
-        doc.text("Evaluation items after removing any whose prompt (any twin's) is in the base's pretraining text "
-                 "(training data never holds an evaluation prompt): `n` effective of `requested`.")
-        doc.table(sizes)
-    base = _base_table(root)
-    if base is not None and not base.empty:
-        doc.text("The base on twins before any post-training (from its model card): every cue was in its pretraining "
-                 "text, independent of the behaviour; `new to the base` = a significant accuracy gap with vs without it.")
-        doc.table(base)
-    if not reliance_wide(rel).empty:
-        doc.heading("Shortcut reliance vs the base")
-        doc.text("(holds − breaks) of the model − the same of the untrained base on the same items, in points.")
-        doc.table(reliance_wide(rel))
+    _captioned(doc, check_table(results, cells),
+               "Measured on the built training data of every post-training cell: across rates only the agreement "
+               "between cue and behaviour may move (the cue-value and behaviour shares must stay within sampling "
+               "error: `ok`); for Distributional Narrowness the share inside the slice must equal the rate.")
+    _captioned(doc, eval_size_table(results, cells),
+               "Evaluation items after removing any whose prompt (any twin's) is in the base's pretraining text "
+               "(training data never holds an evaluation prompt): `n` effective of `requested`.")
+    _captioned(doc, _base_table(root),
+               "The base on twins before any post-training (from its model card): every cue was in its pretraining "
+               "text, independent of the behaviour; `new to the base` = a significant accuracy gap with vs without it.")
+    _captioned(doc, reliance_wide(rel),
+               "(holds − breaks) of the model − the same of the untrained base on the same items, in points.",
+               heading="Shortcut reliance vs the base")
     doc.heading("Accuracy")
     res = results_table(table)
     doc.table(res)
-    fmt = format_table(cells, examples)
-    if not fmt.empty:
-        doc.text("docqa beside its decision score: exact match of the answer span (the format), where the shortcut "
-                 "holds. The gap between the two is what a format habit costs, not a wrong fact.")
-        doc.table(fmt)
+    _captioned(doc, format_table(cells, examples),
+               "docqa beside its decision score: exact match of the answer span (the format), where the shortcut "
+               "holds. The gap between the two is what a format habit costs, not a wrong fact.")
     gains = gain_over_base(cells, examples)
     if not gains.empty:
         doc.heading("Gain over the base model (shortcut holds)")
