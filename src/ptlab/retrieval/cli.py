@@ -68,9 +68,9 @@ def register(app: typer.Typer) -> None:
 
         spec = load_config(ExpansionSpec, config, overrides or [])
         col = load_beir(folder, [split])
-        teacher = metered(spec, build_backend(spec, [col]))
         queries = col.split_queries(split)
-        pseudo = expand(teacher, queries, spec)
+        with metered(spec, build_backend(spec, [col])) as teacher:
+            pseudo = expand(teacher, queries, spec)
         for qid in list(pseudo)[:show]:
             print(f"{queries[qid]}\n  -> {pseudo[qid]}")
         print(teacher.report())

@@ -42,6 +42,12 @@ class MeteredTeacher:
         if self.cache is not None:
             self.cache.close()
 
+    def __enter__(self) -> "MeteredTeacher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def generate(self, requests: Sequence[ChatRequest]) -> list[ChatReply]:
         requests = list(requests)
         keys = [cache_key(self.backend, self.model, r) for r in requests]

@@ -95,8 +95,7 @@ def run_synth(cfg: SynthConfig) -> tuple[Path, SynthResult]:
         budget = BudgetConfig(max_queries=cfg.strategy.queries, max_tokens=budget.max_tokens)
     # A bad seed file stops the run before the teacher (and its reply cache) exists.
     file_seeds = read_seed_file(cfg.seeds) if cfg.seeds.source == "jsonl" else None
-    teacher = make_teacher(cfg.teacher, budget=budget)
-    try:
+    with make_teacher(cfg.teacher, budget=budget) as teacher:  # its cache closed here, not at GC time
         seeds = file_seeds if file_seeds is not None else load_seeds(cfg.seeds, teacher)
         task = None
         if cfg.seeds.source != "jsonl" or cfg.strategy.verify == "gold":
@@ -104,8 +103,6 @@ def run_synth(cfg: SynthConfig) -> tuple[Path, SynthResult]:
 
             task = get_task(cfg.seeds.task)
         result = run_strategy(teacher, seeds, cfg.strategy, task=task)
-    finally:
-        teacher.close()
     out = Path(cfg.output)
     with atomic_dir(out) as tmp:
         with open(tmp / "data.jsonl", "w") as f:

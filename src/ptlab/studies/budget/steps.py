@@ -68,15 +68,17 @@ def run_synth(plan: BudgetPlan) -> tuple[dict, dict]:
     args = plan.synth_args
     strategy = args["strategy"]
     budget = BudgetConfig(max_queries=strategy["queries"]) if strategy else None
-    teacher = make_teacher(args["teacher"], budget=budget)  # the shared durable cache, where the backend allows
-    if strategy is None:
-        rows = _seed_rows(args, teacher)
-        stats = {"strategy": "seeds_only", "seeds": args["n"], "rows": len(rows), "queries_used": 0,
-                 "queries_paid": 0}
-    else:
-        seeds = load_seeds(SeedsConfig(task=args["task"], n=args["n"], seed=args["seed"], **args["seeds"]), teacher)
-        result = run_strategy(teacher, seeds, StrategyConfig(**strategy), task=get_task(args["task"]))
-        rows, stats = result.rows, {k: v for k, v in result.stats.items() if k != "teacher"}
+    # the shared durable cache, where the backend allows; closed on leaving, not at GC time
+    with make_teacher(args["teacher"], budget=budget) as teacher:
+        if strategy is None:
+            rows = _seed_rows(args, teacher)
+            stats = {"strategy": "seeds_only", "seeds": args["n"], "rows": len(rows), "queries_used": 0,
+                     "queries_paid": 0}
+        else:
+            seeds = load_seeds(SeedsConfig(task=args["task"], n=args["n"], seed=args["seed"], **args["seeds"]),
+                               teacher)
+            result = run_strategy(teacher, seeds, StrategyConfig(**strategy), task=get_task(args["task"]))
+            rows, stats = result.rows, {k: v for k, v in result.stats.items() if k != "teacher"}
     account = {k: teacher.accounting.as_dict()[k] for k in ACCOUNT_KEYS}
     record = {"stats": stats, "teacher": teacher.report(), "rows": len(rows),
               "unique_prompts": len({" ".join(r["prompt"].split()) for r in rows})}

@@ -75,10 +75,11 @@ def prepare_shared(cfg: SoftQEConfig, root: Path, todo: list[SoftQEPlan]) -> Non
     train_ids = list(squad.qrels["train"])[: cfg.train_queries]
     teacher_ids = train_ids[: cfg.teacher_queries]
     t0 = time.perf_counter()
-    llm = metered(cfg.expansion, build_backend(cfg.expansion, [squad, hotpot]))
     pseudo = {}  # every query a system or a model sees expanded: the train queries and both test splits
-    for queries in ({q: squad.queries[q] for q in train_ids}, squad.split_queries("test"), hotpot.split_queries("test")):
-        pseudo.update(expand(llm, queries, cfg.expansion))
+    with metered(cfg.expansion, build_backend(cfg.expansion, [squad, hotpot])) as llm:  # cache closed on leaving
+        for queries in ({q: squad.queries[q] for q in train_ids}, squad.split_queries("test"),
+                        hotpot.split_queries("test")):
+            pseudo.update(expand(llm, queries, cfg.expansion))
     steps.done("expansions", t0)
     expansion = {"backend": llm.backend, "model": llm.model,
                  "spec": cfg.expansion.model_dump(exclude={"budget", "batch_size"})}
