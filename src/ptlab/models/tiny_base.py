@@ -178,16 +178,18 @@ def build_tiny_base(out: Path, spec: PretrainSpec = SPEC, log=_stderr) -> None:
     from ptlab.models.tiny import TinySpec, llama_config
     from ptlab.models.tokenizer import train_bpe
     from ptlab.tasks.base import prompt_key
-    from ptlab.tasks.corpus import PRETRAIN_PROMPTS, TASK_NAMES, corpus_features, pretrain_examples, pretrain_texts
+    from ptlab.tasks.corpus import PRETRAIN_PROMPTS, TASK_NAMES, corpus_features, pretrain_examples, texts_of
 
     threads = torch.get_num_threads()
     torch.set_num_threads(spec.threads)
     try:
         t0, cpu0 = time.perf_counter(), time.process_time()
         tokenizer = train_bpe(get_corpus("tasks", spec.seed), spec.vocab)
-        blocks = packed_blocks(tokenizer, pretrain_texts(spec.examples_per_task, spec.seed, spec.wrong_rate,
-                                                         weights=dict(spec.task_weights), habits=spec.habits),
-                               spec.block, spec.seed)
+        corpus = pretrain_examples(spec.examples_per_task, spec.seed, weights=dict(spec.task_weights),
+                                   habits=spec.habits)
+        blocks = packed_blocks(tokenizer, texts_of(corpus, spec.seed, spec.wrong_rate), spec.block, spec.seed)
+        prompt_keys = np.unique(np.array([prompt_key(ex.prompt) for ex in corpus], dtype=np.uint64))
+        del corpus
         arch = TinySpec(spec.hidden, spec.layers, spec.heads, spec.heads, spec.intermediate, vocab=spec.vocab,
                         max_positions=1024, corpus="tasks", seed=spec.seed)
         torch.manual_seed(spec.seed)
@@ -199,8 +201,6 @@ def build_tiny_base(out: Path, spec: PretrainSpec = SPEC, log=_stderr) -> None:
         t2 = time.perf_counter()
         accuracy = task_accuracy(model, tokenizer, spec.eval_examples, seed=spec.seed)
         twins = probe_features(model, tokenizer, spec.eval_examples, seed=spec.seed)
-        prompt_keys = np.unique(np.array([prompt_key(ex.prompt) for ex in pretrain_examples(
-            spec.examples_per_task, spec.seed, weights=dict(spec.task_weights), habits=spec.habits)], dtype=np.uint64))
         seconds = {"data": round(t1 - t0, 1), "pretrain": round(t2 - t1, 1),
                    "evaluate": round(time.perf_counter() - t2, 1), "total": round(time.perf_counter() - t0, 1),
                    "cpu": round(time.process_time() - cpu0, 1)}

@@ -60,9 +60,13 @@ def pretrain_examples(n_per_task: int, seed: int = 0, knobs: dict | None = None,
 def pretrain_texts(n_per_task: int, seed: int = 0, wrong_rate: float = 0.25, knobs: dict | None = None,
                    weights: dict[str, float] | None = None, habits: bool = False) -> list[str]:
     """prompt + response texts from every task, a mistake at `wrong_rate`, interleaved deterministically."""
+    return texts_of(pretrain_examples(n_per_task, seed, knobs, weights, habits), seed, wrong_rate)
+
+
+def texts_of(examples: list, seed: int, wrong_rate: float) -> list[str]:
+    """`pretrain_texts` from its examples (a build that also needs the examples draws them once)."""
     rng = random.Random(f"pretrain|{seed}")
-    texts = [ex.prompt + (ex.rejected if rng.random() < wrong_rate else ex.chosen)
-             for ex in pretrain_examples(n_per_task, seed, knobs, weights, habits)]
+    texts = [ex.prompt + (ex.rejected if rng.random() < wrong_rate else ex.chosen) for ex in examples]
     rng.shuffle(texts)
     return texts
 

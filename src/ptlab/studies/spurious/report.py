@@ -246,11 +246,9 @@ def build_document(root: Path) -> tuple[Document, pd.DataFrame, pd.DataFrame]:
                "docqa beside its decision score: exact match of the answer span (the format), where the shortcut "
                "holds. The gap between the two is what a format habit costs, not a wrong fact.")
     gains = gain_over_base(cells, examples)
-    if not gains.empty:
-        doc.heading("Gain over the base model (shortcut holds)")
-        doc.text("Post-trained accuracy − the untrained base's on the same items, in points (95% interval, paired "
-                 "test). Positive: post-training taught the task.")
-        doc.table(gain_table(gains))
+    _captioned(doc, gain_table(gains) if not gains.empty else None,
+               "Post-trained accuracy − the untrained base's on the same items, in points (95% interval, paired "
+               "test). Positive: post-training taught the task.", heading="Gain over the base model (shortcut holds)")
     changes = rate_change(cells[(cells["rate"] > 0) & (cells["rate"] < 1)], examples)
     if not changes.empty:
         doc.heading("Change from the lowest to the highest spurious rate (shortcut breaks)")
@@ -258,12 +256,9 @@ def build_document(root: Path) -> tuple[Document, pd.DataFrame, pd.DataFrame]:
                  "shortcut breaks when more of its training data carries it.")
         doc.table(change_table(changes))
         doc.image("change.png", change_figure(changes), "change in shortcut-breaking accuracy per algorithm")
-    wins = winners(cells, examples)
-    if not wins.empty:
-        doc.heading("Which algorithm wins where (shortcut breaks)")
-        doc.text("The best algorithm per condition; a mark means it beats every other algorithm in a paired test, "
-                 "(n.s.) that at least one difference is not significant.")
-        doc.table(winners_table(wins))
+    _captioned(doc, winners_table(winners(cells, examples)),
+               "The best algorithm per condition; a mark means it beats every other algorithm in a paired test, "
+               "(n.s.) that at least one difference is not significant.", heading="Which algorithm wins where (shortcut breaks)")
     doc.heading("Per task")
     for task in sorted(cells["task"].unique()):
         doc.image(f"task-{task}.png", task_figure(table, task), f"{task}: accuracy where the shortcut holds vs breaks")

@@ -23,7 +23,6 @@ def excluded_prompts(args: dict) -> set[int]:
     the evaluation prompts (`exclude_files`, every twin) for training."""
     import numpy as np
 
-    from ptlab.studies.grid.steps import read_rows
     from ptlab.tasks.base import prompt_key
 
     keys: set[int] = set()
@@ -35,37 +34,32 @@ def excluded_prompts(args: dict) -> set[int]:
 
 
 def ensure_rows(path: Path, args: dict) -> None:
-    """Build rows with `make_rows(**args)` into a JSONL file unless it is already there."""
+    """Build the rows `args` describe (a task's examples, with the base's own mistakes as rejected responses under
+    `on_policy`) into a JSONL file unless it is already there."""
     if path.is_file():
         return
-    from ptlab.tasks import SpuriousSpec, make_rows
-
-    a = dict(args)
-    exclude = excluded_prompts(a)
-    if a.get("on_policy"):
-        rows = on_policy_rows(path, a, exclude)
-    else:
-        rows = make_rows(a.pop("task"), a.pop("fmt"), n=a.pop("n"), seed=a.pop("seed"),
-                         spurious=SpuriousSpec(**a.pop("spurious")), split=a.pop("split"),
-                         habit_share=a.pop("habit_share", None), exclude=exclude, **a.pop("knobs"))
-    write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-
-
-def on_policy_rows(path: Path, a: dict, exclude: set[int]) -> list[dict]:
-    """Training rows whose rejected responses are the base's own verified-wrong samples; the yield and cost go
-    beside them (`<rows>.on_policy.json`), written before the rows so finished rows always have their stats."""
-    from ptlab.atomic import write_json
-    from ptlab.data.on_policy import on_policy_rejected
     from ptlab.tasks import SpuriousSpec, get_task
     from ptlab.tasks.rows import to_rows
 
-    examples = get_task(a["task"]).generate(a["n"], seed=a["seed"], split=a["split"],
-                                            spurious=SpuriousSpec(**a["spurious"]), habit_share=a["habit_share"],
-                                            exclude=exclude, **a["knobs"])
-    op = dict(a["on_policy"])
-    examples, stats = on_policy_rejected(op.pop("model_dir"), a["task"], examples, seed=a["seed"], **op)
+    extra = {} if args.get("habit_share") is None else {"habit_share": args["habit_share"]}
+    examples = get_task(args["task"]).generate(args["n"], seed=args["seed"], split=args["split"],
+                                               spurious=SpuriousSpec(**args["spurious"]),
+                                               exclude=excluded_prompts(args), **extra, **args["knobs"])
+    if args.get("on_policy"):
+        examples = on_policy_examples(path, args, examples)
+    write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in to_rows(examples, args["fmt"])))
+
+
+def on_policy_examples(path: Path, args: dict, examples: list) -> list:
+    """The examples with the base's own verified-wrong samples as rejected responses; the yield and cost go beside
+    the rows (`<rows>.on_policy.json`), written before them so finished rows always have their stats."""
+    from ptlab.atomic import write_json
+    from ptlab.data.on_policy import on_policy_rejected
+
+    op = dict(args["on_policy"])
+    examples, stats = on_policy_rejected(op.pop("model_dir"), args["task"], examples, seed=args["seed"], **op)
     write_json(on_policy_stats(path), stats)
-    return to_rows(examples, a["fmt"])
+    return examples
 
 
 def on_policy_stats(path: Path) -> Path:
