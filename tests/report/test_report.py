@@ -53,7 +53,8 @@ def test_reliance_is_the_gap_minus_the_base_gap_on_the_same_items():
     sft, dpo, base = rel.loc[(0.9, "sft")], rel.loc[(0.9, "dpo")], rel.loc[(0.9, "base")]
     assert sft["gap"] == pytest.approx(sft["holds"] - sft["breaks"]) and sft["gap"] == pytest.approx(0.8 - 0.2, abs=0.1)
     assert base["gap"] == 0.0 and np.isnan(base["reliance"])  # the base is the reference, not a condition
-    assert sft["reliance"] == pytest.approx(sft["gap"] - base["gap"]) and sft["lo"] > 0 and sft["mark"] == "***"
+    assert sft["reliance"] == pytest.approx(sft["gap"] - base["gap"]) and sft["lo"] > 0 and sft["p_adj"] < 0.05
+    assert sft["family"] == "reliance" and sft["p_adj"] >= sft["p"] and sft["seeds"] == 2  # 2 seeds: a wide interval
     assert dpo["reliance"] == pytest.approx(0.8 - 0.6, abs=0.1) and dpo["reliance"] < sft["reliance"]
     assert sft["n"] == N and np.isnan(sft["neutral"])  # no eval_neutral outcomes in these cells
     assert "reliance" not in reliance_table(*_cells_and_examples())  # without a base there is nothing to subtract
@@ -62,9 +63,10 @@ def test_reliance_is_the_gap_minus_the_base_gap_on_the_same_items():
 def test_rate_change_is_paired_and_significant_only_where_it_should_be():
     cells, ex = _cells_and_examples()
     ch = rate_change(cells, ex).set_index("algorithm")
-    assert bool(ch.loc["sft", "paired"])
+    assert ch.loc["sft", "family"] == "rate change" and ch.loc["sft", "p_adj"] >= ch.loc["sft", "p"]
+    assert ch.loc["sft", "seeds"] == 2 and len(ch.loc["sft", "per_seed"].split(",")) == 2
     assert ch.loc["sft", "diff"] == pytest.approx(-0.4, abs=0.08)
-    assert ch.loc["sft", "p"] < 0.001 and ch.loc["sft", "mark"] == "***"
+    assert ch.loc["sft", "p_adj"] < 0.05 and ch.loc["sft", "mark"] in ("*", "**", "***")
     assert abs(ch.loc["dpo", "diff"]) < 0.1 and ch.loc["dpo", "p"] > 0.01
 
 
@@ -93,11 +95,11 @@ def _with_base(cells, ex):
 def test_gain_over_base_is_paired_per_condition():
     cells, ex = _with_base(*_cells_and_examples())
     g = gain_over_base(cells, ex).set_index(["rate", "algorithm"])
-    assert len(g) == 4 and g["paired"].all()
+    assert len(g) == 4 and (g["family"] == "gains").all()
     row = g.loc[(0.9, "sft")]
     assert row["base"] == 0.5
     assert row["diff"] == pytest.approx(row["trained"] - row["base"]) and row["diff"] == pytest.approx(0.3, abs=0.1)
-    assert row["p"] < 0.001 and row["lo"] > 0
+    assert row["p"] < 0.01 and row["lo"] > 0
     assert gain_over_base(*_cells_and_examples()).empty  # no base cells, nothing to compare with
 
 
@@ -122,19 +124,26 @@ def test_write_report_files(tmp_path):
     _write_study(root)
     md = write_report(root)
     out = md.parent
-    for name in ("report.md", "report.html", "table.md", "conditions.csv", "change.png", "task-math.png"):
+    for name in ("report.md", "report.html", "table.md", "conditions.csv", "task-math.png"):
         assert (out / name).is_file(), name
     text = md.read_text()
+    # the report opens with its findings, then its design checks; the details follow
+    assert text.index("## Findings") < text.index("## Design checks") < text.index("## Design\n")
+    findings = text.split("## Findings")[1].split("## Design checks")[0]
+    assert ("| Models often, but not always, degrade at the high spurious rate | **supported** | -3" in findings
+            and "shown: math/FA/sft: breaks @0.9 − @0.1; 1 of 2 conditions" in findings)
+    assert "| DPO and KTO are relatively robust on math (they degrade less than SFT) | **supported** |" in findings
+    assert "| SFT is stronger than DPO and KTO on context-heavy document QA | **not tested** |" in findings
+    checks = text.split("## Design checks")[1].split("## Design\n")[0]
+    assert "| at least 5 training seeds | **fail** | 2 seeds |" in checks
+    assert "| arms tuned on the validation split | **not run** |" in checks
+    tests = text.split("## The claims' tests")[1].split("##")[0]
+    assert "| claim 1 | math/FA/dpo: breaks @0.9 − @0.1 |" in tests and "| claim 2 | math/FA: dpo change − sft change |" in tests
     assert "| math | Feature Ambiguity | sft |" in text and "\\*\\*\\*" in text
-    assert ("**Claim: Models often, but not always, degrade at the high spurious rate** — supported. 1 of 2 conditions "
-            "lose shortcut-breaking accuracy significantly from 0.1 to 0.9: math/FA/sft -") in text
-    assert "**Claim: DPO and KTO are relatively robust on math (they degrade less than SFT)** — supported." in text
-    assert "**Claim: SFT is stronger than DPO and KTO on context-heavy document QA** — not tested." in text  # no docqa
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2 and "src='change.png'" not in html
+    assert html.count("data:image/png;base64,") == 1  # the per-task figure (no base: no reliance figure)
     png = base64.b64decode(html.split("data:image/png;base64,")[1].split("'")[0])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "change.png").read_bytes()[:4] == b"\x89PNG"
     assert "Gain over the base model" not in text
 
 
@@ -143,7 +152,7 @@ def test_report_shows_the_gain_over_the_base(tmp_path):
     text = write_report(tmp_path / "study").read_text()
     section = text.split("## Gain over the base model")[1].split("##")[0]
     assert "| task | artifact | rate | base accuracy | dpo | sft |" in section
-    assert "| math | Feature Ambiguity | 90% | 0." in section and section.count("\\*\\*\\*") >= 4
+    assert "| math | Feature Ambiguity | 90% | 0.50 | +30." in section and section.count("\\*") >= 4
 
 
 def test_report_on_a_non_study_dir_is_an_error(tmp_path):

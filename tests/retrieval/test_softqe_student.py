@@ -129,6 +129,6 @@ def test_report_lists_each_student(tmp_path):
     assert "| SoftQE α=0.5 | no |" in text and "| SoftQE α=0.5 vs SoftQE α=0 |" in text
     assert "| teacher (q+, p+) | 128 | 3 | 64 | 0.0001 | 30 | 0.500 | 12 |" in text
     assert "| SoftQE α=0.5 | (no train_info.json: trained elsewhere)" in text and "load average" in text
-    assert "## Findings" in text and "SoftQE α=0.5 vs SoftQE α=0" in text.split("## Training")[0]
+    assert "## Findings" in text and "SoftQE α=0.5 beats SoftQE α=0" in text.split("## Training")[0]
     assert list(headline_table(r.results)["system"]) == systems([0.0, 0.5])
     assert len(systems_figure(r.results)) > 5_000

@@ -63,7 +63,8 @@ def test_report_from_the_store(study, ptlab):
     assert {"report.md", "report.html", "figure.png", "table.md", "results.json"} <= {p.name for p in folder.iterdir()}
     assert (folder / "figure.png").stat().st_size > 10_000
     text = (folder / "report.md").read_text()
-    assert "SQuAD (in-domain)" in text and "HotpotQA (out-of-domain)" in text and "p=" in text
+    assert "SQuAD (in-domain)" in text and "HotpotQA (out-of-domain)" in text and "p (Holm)" in text
+    assert text.index("## Findings") < text.index("## Design checks") < text.index("figure.png")
     results = json.loads((folder / "results.json").read_text())["results"]
     for label in ("SQuAD (in-domain)", "HotpotQA (out-of-domain)"):
         got = results[label]["systems"]

@@ -8,7 +8,8 @@ TINY = {
     "executor": "sequential",
     "axes": {"task": ["math"], "artifact": ["feature_ambiguity"], "rate": [0.1, 0.9], "algorithm": ["sft"], "seed": [0]},
     "data": {"n_train": 32, "n_eval": 8, "n_pairs": 4},
-    "train": {"max_steps": 2, "batch_size": 16, "save_every": 1},
+    "train": {"exposure": "steps", "max_steps": 2, "batch_size": 16, "save_every": 1, "curve_points": 2},
+    "tuning": {"enabled": False},  # the sweep has its own tests (tests/studies/test_tuning.py)
     "eval": {"max_new_tokens": {"math": 4}},
     "controls": {"algorithms": []},  # the controls' wiring has its own tests (test_controls_are_fa_cells_at_rates_0_and_1)
 }

@@ -54,6 +54,7 @@ def test_report_has_curves_table_and_crossover(study, ptlab):
             "crossover.json"} <= files
     text = md.read_text()
     assert "Does ptlab's study reproduce" in text and "|S| = 4:" in text
+    assert text.index("## Findings") < text.index("## Design checks") < text.index("curves.png")
     summary = json.loads((md.parent / "crossover.json").read_text())
     assert summary["crossovers"][0]["status"] in ("crossover", "always", "none")
     assert summary["crossovers"][0]["ratios"] == [1.0, 4.0, 12.0]

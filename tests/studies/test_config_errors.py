@@ -65,7 +65,7 @@ def test_changed_fixed_settings_are_refused_naming_them(tiny_study):
 def test_quick_and_overrides(tmp_path):
     cfg = load_study_config("spurious", None, ["workers=3", "axes.task=[math]"], quick=True)
     assert cfg.axes.seed == [0] and cfg.workers == 3 and cfg.axes.task == ["math"]
-    assert cfg.data.n_train < 384 and cfg.train.max_steps == 20
+    assert cfg.data.n_train < 256 and "sft+dpo" not in cfg.axes.algorithm and len(cfg.tuning.grid["sft"]["lr"]) == 2
     yaml = tmp_path / "s.yaml"
     yaml.write_text("model: tiny-test\naxes: {seed: [4]}\n")
     cfg = load_study_config("spurious", str(yaml), [], quick=True)
@@ -82,8 +82,8 @@ def test_shipped_configs_are_valid():
     quick = load_study_config("spurious", str(root / "study-spurious-quick.yaml"), [])
     for cfg in (full, quick):
         check_config(cfg)
-    assert len(full.axes.seed) == 3 and len(quick.axes.seed) == 1
-    assert full.axes.algorithm == ["base", "sft", "dpo", "kto"]
+    assert len(full.axes.seed) == 5 and len(quick.axes.seed) == 1
+    assert full.axes.algorithm == ["base", "sft", "dpo", "kto", "sft+dpo", "sft+kto"]
     # the shipped files are the built-in defaults and --quick, written out
     assert full.model_dump() == load_study_config("spurious", None, []).model_dump()
     assert quick.model_dump() == load_study_config("spurious", None, [], quick=True).model_dump()

@@ -27,7 +27,7 @@ def test_killed_study_resumes_mid_cell_to_the_same_results(tmp_path):
     from ptlab.train.checkpoint import latest_checkpoint
 
     changes = {"axes": {**TINY["axes"], "rate": [0.9], "algorithm": ["dpo"]},
-               "train": {"max_steps": 40, "batch_size": 8, "save_every": 5}}
+               "train": {"exposure": "steps", "max_steps": 40, "batch_size": 8, "save_every": 5}}
     cfg_path = tmp_path / "study.yaml"
     killed = tmp_path / "killed"
     cfg_path.write_text(yaml.safe_dump({**TINY, **changes, "output_dir": str(killed)}))

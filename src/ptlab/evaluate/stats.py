@@ -5,6 +5,12 @@ form a matrix (seeds × examples); the evaluation examples are the same for
 every seed and algorithm of a cell, so examples are resampled as whole
 columns (keeping seeds together) and algorithms are compared pairwise on the
 same examples.
+
+These intervals hold the trained models fixed: training-seed variance is in
+none of them (with several seeds, `seed_sd` reports the spread beside the
+interval). They serve one model's evaluation (`ptlab eval`); a study's
+intervals and tests come from `ptlab.evaluate.hierarchical`, which puts seed
+and example variance together.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Shared figure helpers: PNG bytes from a Matplotlib figure (Agg backend, no display), one colour per arm."""
+"""Shared figure helpers: PNG bytes from a Matplotlib figure (Agg backend, no display), one colour per arm.
+
+Colours come from `ptlab.report.colours` (the same arm, the same colour, in every study's figures);
+`COLORS` is that mapping under its older name.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLORS = {"sft": "#4477aa", "dpo": "#ee6677", "kto": "#228833", "simpo": "#ccbb44", "orpo": "#66ccee", "cpo": "#aa3377"}
+from ptlab.report.colours import ARM_COLOURS, colour, colours  # noqa: E402
+
+COLORS = ARM_COLOURS  # the older name: `COLORS.get(arm)` still works, `colour(arm)` also covers unknown arms
+
+__all__ = ["ARM_COLOURS", "COLORS", "colour", "colours", "plt", "png"]
 
 
 def png(fig) -> bytes:

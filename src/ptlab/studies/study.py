@@ -50,9 +50,14 @@ class Study(ABC):
     def check(self, cfg) -> None:
         """Validate the config against registries (tasks, objectives, ...) before any work; ConfigError if bad."""
 
+    def tune(self, cfg, root: Path, quiet: bool = False) -> None:
+        """Settle what the cells' plans depend on before planning (a validation sweep's choices); runs after the
+        output directory is checked, before the study's lock is taken (a sweep holds its own)."""
+
     @abstractmethod
     def plan(self, cfg, root: Path) -> list[Any]:
-        """Expand the config into cells and plan each (`plan.cell.cell_id`, `plan.config_hash`); writes nothing."""
+        """Expand the config into cells and plan each (`plan.cell.cell_id`, `plan.config_hash`, optional `plan.wave`:
+        cells run in waves, each after the ones before it); writes nothing."""
 
     def prepare(self, cfg, root: Path, todo: list) -> None:
         """Shared steps the main process runs once, before any worker starts (data, collections, ...)."""

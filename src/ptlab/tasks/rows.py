@@ -68,3 +68,30 @@ def make_rows(
     extra = {} if habit_share is None else {"habit_share": habit_share}
     return to_rows(get_task(task).generate(n, seed=seed, split=split, spurious=spurious, exclude=exclude, **extra,
                                            **knobs), fmt)
+
+
+def reformat(paired_rows: list[dict], fmt: str) -> list[dict]:
+    """Paired rows as rows of `fmt`: the same examples, as `to_rows` would have written them."""
+    if fmt == "paired":
+        return list(paired_rows)
+    out: list[dict] = []
+    for r in paired_rows:
+        meta = {k: v for k, v in r.items() if k not in ("chosen", "rejected")}
+        if fmt == "sft":
+            out.append({**meta, "completion": r["chosen"]})
+        elif fmt == "unpaired":
+            out += [{**meta, "completion": r["chosen"], "label": True}, {**meta, "completion": r["rejected"], "label": False}]
+        else:
+            raise ConfigError(f"format: unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    return out
+
+
+def pairs_of(rows: list[dict]) -> list[dict]:
+    """Paired rows from paired or unpaired (KTO) rows: an example's desirable and undesirable rows, joined by id."""
+    if not rows or "chosen" in rows[0]:
+        return list(rows)
+    by_id: dict[str, dict] = {}
+    for r in rows:
+        meta = {k: v for k, v in r.items() if k not in ("completion", "label")}
+        by_id.setdefault(r["id"], meta)["chosen" if r["label"] else "rejected"] = r["completion"]
+    return [r for r in by_id.values() if "chosen" in r and "rejected" in r]

@@ -5,7 +5,8 @@ All read from a study directory's `results.sqlite` (`ptlab.studies.grid.store`):
 outcomes come from the `examples` table. Every cell is evaluated on the same
 held-out examples, so a condition's outcomes form a (seeds × examples) matrix,
 intervals resample example columns (`ptlab.evaluate.stats`), and two
-strategies are compared with paired tests on the same examples.
+strategies are compared with paired tests on the same examples; intervals and p-values include training-seed
+variance as well as the examples' (`ptlab.evaluate.hierarchical`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ptlab.errors import PtlabError
-from ptlab.evaluate.stats import compare, mean_ci
+from ptlab.evaluate.hierarchical import Effect, did_effect, difference, mean_effect
 from ptlab.studies.budget.crossover import Crossover, find_crossover
 
 CHALLENGER, INCUMBENT = "new_question", "answer_augmentation"
@@ -77,9 +78,10 @@ def condition_table(cells: pd.DataFrame, outcomes: dict) -> pd.DataFrame:
     out = []
     for (size, q, strategy), g in cells.groupby(["seed_size", "budget", "strategy"]):
         m = _matrix(g, outcomes)
-        est = mean_ci(m)
+        est = mean_effect(m)
+        seed_sd = float(np.std(est.seed_values, ddof=1)) if len(est.seed_values) > 1 else float("nan")
         out.append({"seed_size": size, "budget": q, "ratio": q / size if size else 0.0, "strategy": strategy,
-                    "seeds": len(g), "accuracy": est.value, "lo": est.lo, "hi": est.hi, "seed_sd": est.seed_sd,
+                    "seeds": len(g), "accuracy": est.value, "lo": est.lo, "hi": est.hi, "seed_sd": seed_sd,
                     "n_eval": est.n, "rows": _sum(g, "synth/rows") / len(g),
                     "unique_questions": _sum(g, "synth/unique_prompts") / len(g),
                     "queries_used": _sum(g, "synth/queries_used"), "paid": _sum(g, "teacher/paid"),
@@ -128,7 +130,8 @@ def crossovers(cells: pd.DataFrame, outcomes: dict, n_boot: int = 0) -> list[dic
 
 
 def end_tests(cells: pd.DataFrame, outcomes: dict) -> pd.DataFrame:
-    """NQ − AA at the lowest and the highest budget of each |S|: paired permutation test, 95% interval."""
+    """NQ − AA at the lowest and the highest budget of each |S|: paired on examples and seeds, 95% interval with
+    seed and example variance (`ptlab.evaluate.hierarchical`)."""
     out = []
     for size in sorted(s for s in cells["seed_size"].unique() if s > 0):
         a, b = _curve(cells, outcomes, int(size), CHALLENGER), _curve(cells, outcomes, int(size), INCUMBENT)
@@ -136,9 +139,81 @@ def end_tests(cells: pd.DataFrame, outcomes: dict) -> pd.DataFrame:
         for end, q in (("lowest", qs[0] if qs else None), ("highest", qs[-1] if qs else None)):
             if q is None or a[q].shape[1] != b[q].shape[1]:
                 continue
-            c = compare(a[q], b[q], paired=True)
-            out.append({"seed_size": int(size), "end": end, "budget": q, "ratio": q / size, **c.as_dict()})
+            out.append({"seed_size": int(size), "end": end, "budget": q, "ratio": q / size,
+                        **_columns(difference(a[q], b[q]))})
     return pd.DataFrame(out)
+
+
+def _columns(e: Effect) -> dict:
+    """A paired comparison's columns: seeds (paired by index) and examples both in its interval and p."""
+    return {"diff": e.value, "lo": e.lo, "hi": e.hi, "p": e.p, "se": e.se, "df": e.df, "seeds": e.seeds, "n": e.n}
+
+
+def example_ids(root: Path) -> dict[str, tuple[str, ...]]:
+    """Cell id → the held-out example ids it was evaluated on (sorted): to check every cell saw the same ones."""
+    from ptlab.studies.grid.run import DB
+    from ptlab.studies.grid.store import ResultStore
+
+    ex = ResultStore(Path(root) / DB, create=False).examples()
+    return {cid: tuple(sorted(map(str, g["example_id"]))) for cid, g in ex.groupby("cell_id")}
+
+
+def strategy_comparisons(cells: pd.DataFrame, outcomes: dict) -> pd.DataFrame:
+    """Every pair of strategies at every (|S|, Q): paired on the same examples and seeds, 95% interval with seed
+    and example variance.
+
+    One row per (|S|, Q, a, b) with a after b in STRATEGY_ORDER (so NQ − AA, QR − AA, NQ − QR); `p` is raw and
+    `p_adj` Holm-adjusted within the declared family: every comparison at one |S| (all its budgets and pairs).
+    """
+    from ptlab.evaluate.multiple import adjust_families
+
+    out = []
+    for size in sorted(s for s in cells["seed_size"].unique() if s > 0):
+        curves = {s: _curve(cells, outcomes, int(size), s) for s in STRATEGY_ORDER}
+        for i, b in enumerate(STRATEGY_ORDER):
+            for a in STRATEGY_ORDER[i + 1:]:
+                for q in sorted(set(curves[a]) & set(curves[b])):
+                    ma, mb = curves[a][q], curves[b][q]
+                    if not ma.size or not mb.size or ma.shape[1] != mb.shape[1]:
+                        continue
+                    out.append({"seed_size": int(size), "budget": int(q), "ratio": q / size, "a": a, "b": b,
+                                **_columns(difference(ma, mb))})
+    df = pd.DataFrame(out, columns=["seed_size", "budget", "ratio", "a", "b", "diff", "lo", "hi", "p", "se", "df",
+                                    "seeds", "n"])
+    if df.empty:
+        return df.assign(p_adj=pd.Series(dtype=float))
+    return adjust_families(df, ["seed_size"], p_col="p", out_col="p_adj")
+
+
+def crossover_tests(cells: pd.DataFrame, outcomes: dict) -> pd.DataFrame:
+    """The crossover claim at each |S| as one paired test: how much NQ − AA grows from the lowest to the highest Q.
+
+    The effect is (NQ − AA at the highest Q) − (NQ − AA at the lowest Q), a difference in differences on the same
+    held-out examples (accuracy as a fraction), its interval and t-test p with seed and example variance
+    (`ptlab.evaluate.hierarchical.did_effect`). Positive: new questions gain on answer augmentation as the budget
+    grows. `p_adj`: Holm over the |S| values (the family of crossover claims).
+    """
+    from ptlab.evaluate.multiple import holm
+
+    out = []
+    for size in sorted(s for s in cells["seed_size"].unique() if s > 0):
+        a, b = _curve(cells, outcomes, int(size), CHALLENGER), _curve(cells, outcomes, int(size), INCUMBENT)
+        qs = sorted(q for q in set(a) & set(b) if a[q].size and b[q].size and a[q].shape[1] == b[q].shape[1])
+        if len(qs) < 2:
+            continue
+        lo_q, hi_q = qs[0], qs[-1]
+        if a[lo_q].shape[1] != a[hi_q].shape[1]:
+            continue
+        gap_hi = a[hi_q].mean() - b[hi_q].mean()
+        gap_lo = a[lo_q].mean() - b[lo_q].mean()
+        e = did_effect(a[hi_q], b[hi_q], a[lo_q], b[lo_q], paired_examples=True)
+        out.append({"seed_size": int(size), "low_budget": int(lo_q), "high_budget": int(hi_q),
+                    "low_ratio": lo_q / size, "high_ratio": hi_q / size, "gap_low": float(gap_lo),
+                    "gap_high": float(gap_hi), **_columns(e)})
+    df = pd.DataFrame(out, columns=["seed_size", "low_budget", "high_budget", "low_ratio", "high_ratio", "gap_low",
+                                    "gap_high", "diff", "lo", "hi", "p", "se", "df", "seeds", "n"])
+    df["p_adj"] = holm(df["p"].to_numpy(float)) if len(df) else pd.Series(dtype=float)
+    return df
 
 
 def _side(df: pd.DataFrame, sign: int, alpha: float) -> str:
@@ -147,22 +222,26 @@ def _side(df: pd.DataFrame, sign: int, alpha: float) -> str:
     return "sig" if right and (df["p"] < alpha).all() else "dir" if right else "no"
 
 
-def verdict(tests: pd.DataFrame, alpha: float = 0.05) -> str:
-    """One sentence: does this study reproduce "AA best at low ratios, NQ best at high ratios"?"""
+def verdict(tests: pd.DataFrame, alpha: float = 0.05, adjusted: bool = False) -> str:
+    """One sentence: does this study reproduce "AA best at low ratios, NQ best at high ratios"?
+
+    `adjusted`: the `p` column holds Holm-adjusted p-values (the sentence says so)."""
     if tests.empty:
         return "The study has no answer_augmentation / new_question pair to compare, so it cannot test the finding."
     low, high = tests[tests["end"] == "lowest"], tests[tests["end"] == "highest"]
     lo, hi = _side(low, -1, alpha), _side(high, +1, alpha)
+    p_name = "Holm-adjusted p" if adjusted else "p"
 
     def fmt(df):
         return "; ".join(f"|S|={r.seed_size}, Q/|S|={r.ratio:g}: {r.diff * 100:+.1f} points "
-                         f"[{r.lo * 100:+.1f}, {r.hi * 100:+.1f}], p={r.p:.2g}" for r in df.itertuples())
+                         f"[{r.lo * 100:+.1f}, {r.hi * 100:+.1f}], {p_name}={r.p:.2g}" for r in df.itertuples())
 
     detail = f"new_question − answer_augmentation at the lowest ratio: {fmt(low)}; at the highest: {fmt(high)}."
     says = {"sig": "significant, p < 0.05", "dir": "not significant", "no": ""}
     if lo == "sig" and hi == "sig":
+        kind = "Holm-adjusted " if adjusted else ""
         head = ("**Reproduced**: answer augmentation wins at the lowest budget ratio and new questions at the "
-                "highest, both significantly (paired permutation tests, p < 0.05).")
+                f"highest, both significantly (paired tests over seeds and examples, {kind}p < 0.05).")
     elif lo != "no" and hi != "no":
         head = ("**Same direction, not fully significant**: answer augmentation is ahead at the lowest ratio "
                 f"({says[lo]}) and new questions at the highest ({says[hi]}).")

@@ -29,7 +29,8 @@ class BudgetAxes(Strict):
     seed_size: list[int] = Field(default_factory=lambda: [25, 100], description="|S|")
     budget: list[int] = Field(default_factory=lambda: [25, 50, 100, 200, 400, 800, 1600], description="Q")
     strategy: list[str] = Field(default_factory=lambda: list(STRATEGIES))
-    seed: list[int] = Field(default_factory=lambda: [0, 1])
+    seed: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], description="seed-set draw and training seed; "
+                            "5 give the seed variance in every interval 4 degrees of freedom")
 
 
 class SeedSource(Strict):

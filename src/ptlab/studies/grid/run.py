@@ -43,6 +43,7 @@ def run_grid(study: Study, cfg, quiet: bool = False) -> GridRun:
     t0 = time.perf_counter()
     study.check(cfg)
     root, old = check_output_dir(study, cfg)
+    study.tune(cfg, root, quiet)  # choices the cells' plans depend on (e.g. hyper-parameters from a validation sweep)
     plans = study.plan(cfg, root)
     if not plans:
         raise ConfigError("axes: the grid has no cells")
@@ -63,13 +64,15 @@ def run_grid(study: Study, cfg, quiet: bool = False) -> GridRun:
         progress = StudyProgress(len(plans), len(plans) - len(todo), line=study.progress_line, enabled=not quiet)
         results: list[dict] = []
         try:
-            run = EXECUTORS[cfg.executor](todo, cfg.workers, progress.event, address=cfg.ray_address,
-                                          threads=cfg.threads, runner=study.runner)
-            for plan, result in run:
-                store.add_cell(result["cell"], result["config_hash"], result["metrics"], result["examples"],
-                               result["timings"])
-                results.append(result)
-                progress.finished(plan.cell.cell_id, result)
+            for wave in sorted({getattr(p, "wave", 0) for p in todo}):  # a wave starts from what earlier ones trained
+                run = EXECUTORS[cfg.executor]([p for p in todo if getattr(p, "wave", 0) == wave], cfg.workers,
+                                              progress.event, address=cfg.ray_address, threads=cfg.threads,
+                                              runner=study.runner)
+                for plan, result in run:
+                    store.add_cell(result["cell"], result["config_hash"], result["metrics"], result["examples"],
+                                   result["timings"])
+                    results.append(result)
+                    progress.finished(plan.cell.cell_id, result)
         finally:
             progress.stop()
             summary = study.summarise(results)

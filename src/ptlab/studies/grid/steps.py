@@ -71,14 +71,15 @@ def eval_placement() -> dict:
 
 
 def reference_pair_logps(plan, pairs: list[dict]) -> np.ndarray:
-    """The base model's log-probs of the held-out pairs, computed once per study and cached."""
+    """The reference model's log-probs of the held-out pairs (the base, or a pipeline's SFT model:
+    `plan.reference_dir`), computed once per study and cached."""
     path = plan.ref_pairs.path
     if path.is_file():
         return np.load(path, allow_pickle=False)
     from ptlab.evaluate.ranking import pair_logps
     from ptlab.models import load
 
-    model, tokenizer = load(plan.model_dir, **eval_placement())
+    model, tokenizer = load(getattr(plan, "reference_dir", plan.model_dir), **eval_placement())
     arr = pair_logps(model, tokenizer, pairs, plan.max_length)
     write_file(path, lambda f: np.save(f, arr, allow_pickle=False))
     return arr
@@ -93,7 +94,7 @@ def run_eval(plan, checkpoint: Path, progress=None):
     if eval_output_ok(plan.eval.path):  # shared by cells (the base's greedy evaluation): verified, then reused
         return EvalResult.load(plan.eval.path)
     splits = {split: read_rows(step.path) for split, step in plan.eval_files.items()}
-    pool = splits[getattr(plan, "pairs_split", "eval_id")]
+    pool = splits.get(getattr(plan, "pairs_split", "eval_id"), []) if plan.n_pairs else []
     shortcut = [r for r in pool if r.get("error") == "shortcut"]  # where a shortcut has a response: it is the rejected
     pairs = (shortcut or pool)[: plan.n_pairs]
     # the implicit reward log π/π_base of the base itself is 0: only trained models get the reward view

@@ -1,53 +1,236 @@
 """The SoftQE study's report: report.md, report.html, figure.png, table.md and results.json.
 
-Sections: findings (each distilled student against the same training without
-distillation, and against the base encoder), the training of each encoder,
-one table per collection (every measure in points with 95% bootstrap
-intervals, queries/s) with its paired differences, latency with and without
-the LLM at query time, timings, and the figure. `table.md` (the first measure,
-every system, both collections) is what `ptlab study` / `ptlab report` print.
+It opens with what the study can conclude: the **findings** (each distilled
+SoftQE student against the base encoder, and against the same training
+without distillation, in-domain and out-of-domain, on the first measure; p
+Holm-adjusted within the measure's family: every comparison on that measure
+across collections; a verdict that weighs the interval against the expected
+gain), the **design checks** (the same queries for every system, train/test
+disjoint, every query expanded, real or simulated LLM, the α = 0 ablation,
+training, power; "not run" where the study records nothing to check), and the
+headline figure (every system, both collections). Then the details: the setup,
+the training of each encoder, one table per collection (every measure in points
+with 95% bootstrap intervals, queries/s) with its paired differences (raw and
+Holm-adjusted p), latency with and without the LLM at query time, timings.
+`table.md` (the first measure, every system, both collections) is what
+`ptlab study` / `ptlab report` print.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
 from ptlab.atomic import write_json, write_text
 from ptlab.report.document import Document, _md_table
+from ptlab.report.verdicts import NOT_TESTED, Check, Effect, Finding, fmt_mde, fmt_p
 from ptlab.retrieval.evaluate import CollectionResult
 from ptlab.studies.softqe.analysis import SoftQEResults, load
-from ptlab.studies.softqe.cells import COLLECTIONS
+from ptlab.studies.softqe.cells import COLLECTIONS, student_name
 from ptlab.studies.softqe.figures import systems_figure
 
 ALPHA_TEXT = ("SoftQE α=a: the query encoder starts from the teacher and learns raw queries with "
               "a·MSE(student(q), teacher(q+)) + (1−a)·contrastive(student(q), doc(p+)); documents stay the teacher's. "
               "α=0 is the same training without distillation (the fair baseline); α=1 is distillation only.")
 
+# The gains the claims expect (first measure, as a fraction: 0.01 = 1 point), by domain.
+# Out-of-domain: +2.83 nDCG@10 points on average over five BEIR tasks, SoftQE's own number (Pimpalkhute et al.,
+# "SoftQE: Learned Representations of Queries Expanded by LLMs", ECIR 2024, arXiv 2402.12663; ../shared/REFERENCES.md).
+# In-domain: the paper reports only "marginal" gains on MS MARCO, no number to carry over, so a declared smallest
+# effect of interest: 1 point, below which a query encoder swap is not worth it.
+EXPECTED_GAIN = {"in": 0.01, "out": 0.0283}
+EXPECTED_SOURCE = {"in": "smallest effect of interest", "out": "the paper's out-of-domain gain"}
+DOMAIN = {label: ("in" if key == "squad" else "out") for key, label in COLLECTIONS.items()}
+ALPHA = 0.05
+POWER = 0.8
+
 
 def _fmt(iv, scale: float = 100.0) -> str:
     return f"{iv.mean * scale:.1f} [{iv.low * scale:.1f}, {iv.high * scale:.1f}]"
 
 
-def _diff(c) -> str:
-    return f"{c.diff.mean * 100:+.1f} [{c.diff.low * 100:+.1f}, {c.diff.high * 100:+.1f}] p={c.p_value:.3g}"
+def _points(v: float) -> str:
+    return f"{v * 100:+.1f}"
 
 
 def _llm(name: str) -> str:
     return "yes" if "+" in name else "no"
 
 
-def results_dict(results: dict[str, CollectionResult]) -> dict:
+def _domain(label: str) -> str:
+    return DOMAIN.get(label, "out" if "out-of-domain" in label else "in")
+
+
+def comparisons_frame(results: dict[str, CollectionResult]) -> pd.DataFrame:
+    """Every paired comparison on every measure: one row per (collection, a vs b, measure), with `p_adj` Holm-adjusted
+    within the measure's family (every comparison on that measure, across collections)."""
+    from ptlab.evaluate.multiple import adjust_families
+
+    rows = [{"collection": label, "pair": pair, "a": pair.split(" vs ")[0], "b": pair.split(" vs ", 1)[1],
+             "measure": m, "diff": c.diff.mean, "lo": c.diff.low, "hi": c.diff.high, "p": c.p_value}
+            for label, res in results.items() for pair, per in res.comparisons.items() for m, c in per.items()]
+    df = pd.DataFrame(rows, columns=["collection", "pair", "a", "b", "measure", "diff", "lo", "hi", "p"])
+    if df.empty:
+        return df.assign(p_adj=pd.Series(dtype=float))
+    return adjust_families(df, ["measure"], p_col="p", out_col="p_adj")
+
+
+def _claimed(comps: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """The comparisons the findings read: each distilled student (α > 0; every student when none is) vs base and
+    vs its no-distillation reference, on `measure`."""
+    c = comps[comps["measure"] == measure]
+    students = c["a"].str.startswith("SoftQE α=")
+    distilled = students & (c["a"] != student_name(0.0))
+    return c[distilled] if distilled.any() else c[students & (c["b"] == "base")]
+
+
+def findings(results: dict[str, CollectionResult], comps: pd.DataFrame | None = None) -> list[Finding]:
+    """One finding per claimed comparison: the student's gain over the base encoder (and over the same training
+    without distillation), in- and out-of-domain, on the first measure.
+
+    The verdict (`ptlab.evaluate.power.verdict`) reads the Holm-adjusted p and weighs the interval against
+    `EXPECTED_GAIN` of the collection's domain; the se comes from the 95% paired-bootstrap interval,
+    (hi − lo) / (2·1.96), since a comparison stores only (diff, lo, hi) and p."""
+    from ptlab.evaluate.power import mde
+    from ptlab.evaluate.power import verdict as power_verdict
+
+    comps = comparisons_frame(results) if comps is None else comps
+    measure = first_measure(results)
+    claimed = _claimed(comps, measure)
+    if claimed.empty:
+        return [Finding(f"A SoftQE student beats the base encoder ({measure})", NOT_TESTED,
+                        detail="no SoftQE student was evaluated")]
+    out = []
+    for r in claimed.itertuples():
+        domain = _domain(r.collection)
+        expected = EXPECTED_GAIN[domain]
+        effect = Effect.from_interval(r.diff, r.lo, r.hi)
+        v = power_verdict(effect, r.p_adj, expected, alpha=ALPHA, power=POWER, direction=+1)
+        m = mde(effect.se, alpha=ALPHA, power=POWER)
+        what = "the base encoder" if r.b == "base" else f"{r.b} (the same training without distillation)" \
+            if r.b == student_name(0.0) else f"{r.b} (where it started)"
+        out.append(Finding(f"{r.a} beats {what} on {r.collection}, {measure}", v, f"{_points(r.diff)} points",
+                           f"[{_points(r.lo)}, {_points(r.hi)}]", fmt_p(r.p), fmt_p(r.p_adj),
+                           f"expected {expected * 100:+.3g} point{'' if expected == 0.01 else 's'} ({EXPECTED_SOURCE[domain]}); "
+                           f"{fmt_mde(m)}"))
+    return out
+
+
+FINDINGS_NOTE = (
+    "Effect: a − b in points (x100) on the same queries, 95% paired-bootstrap interval, paired t-test p, "
+    "Holm-adjusted within the measure's family (every comparison on it, both collections). "
+    "**supported** / **contradicted**: Holm p < 0.05 with the gain in / against the claimed direction; otherwise "
+    "**no effect (adequately powered)** when the study could detect the expected gain at 80% power, else "
+    "**inconclusive (underpowered)**. Expected gains: +2.83 nDCG@10 points out of domain (the SoftQE paper, average "
+    "over five BEIR tasks); +1 point in domain, a declared smallest effect of interest (the paper reports only "
+    "marginal in-domain gains).")
+
+
+def design_checks(r: SoftQEResults, comps: pd.DataFrame) -> list[Check]:
+    """What the study records, checked; "not run" where it records nothing to check."""
+    from ptlab.evaluate.power import mde
+
+    shared, checks = r.shared, []
+    sizes = ", ".join(f"{label} {res.n_queries}" for label, res in r.results.items())
+    checks.append(Check("Same queries for every system", True, f"every system scored on every query of its "
+                        f"collection ({sizes}); the analysis refuses a system with a missing query"))
+    train = set(shared.get("train_ids", []))
+    test = set(shared.get("collections", {}).get("squad", {}).get("queries", []))
+    if train and test:
+        both = train & test
+        checks.append(Check("Student training queries disjoint from the SQuAD test queries", not both,
+                            f"{len(train)} train, {len(test)} test query ids"
+                            + (f"; {len(both)} shared" if both else ", none shared")))
+    else:
+        checks.append(Check("Student training queries disjoint from the SQuAD test queries", None,
+                            "query ids not recorded (shared.json)"))
+    pseudo = shared.get("pseudo")
+    if pseudo is not None:
+        tests = [q for c in shared.get("collections", {}).values() for q in c.get("queries", [])]
+        empty = [q for q in tests if not str(pseudo.get(q, "")).strip()]
+        checks.append(Check("Every test query has a pseudo-document", not empty,
+                            f"{len(tests) - len(empty)} of {len(tests)} expanded"))
+    else:
+        checks.append(Check("Every test query has a pseudo-document", None, "expansions not recorded"))
+    exp = shared.get("expansion", {})
+    backend = str(exp.get("backend", ""))
+    if backend:
+        simulated = backend.startswith("simulated")
+        checks.append(Check("Expansions from a real LLM (the paper's setting)", not simulated,
+                            f"`{backend}:{exp.get('model', '?')}`"
+                            + (": a simulated oracle; the numbers say how well SoftQE distils an expansion of that "
+                               "quality, not what a real LLM gives" if simulated else "")))
+    else:
+        checks.append(Check("Expansions from a real LLM (the paper's setting)", None, "expansion source not recorded"))
+    checks.append(Check("Expansion leak (pseudo-documents copying the relevant passage)", None,
+                        "not checked: the study records no overlap between pseudo-documents and relevant passages"
+                        + (" (the simulated oracle writes evidence sentences by design)"
+                           if backend.startswith("simulated") else "")))
+    has_ablation = 0.0 in r.alphas
+    checks.append(Check("No-distillation ablation (α = 0) run", has_ablation,
+                        "each distilled student is compared with α = 0" if has_ablation
+                        else "no α = 0 student: distilled students are compared with teacher (q) instead"))
+    trained = {"teacher": r.training.get("teacher"),
+               **{student_name(float(a)): info for a, info in r.training.get("students", {}).items()}}
+    recorded = {k: v for k, v in trained.items() if v}
+    if recorded:
+        bad = [k for k, v in recorded.items()
+               if not (v.get("steps", 0) > 0 and math.isfinite(float(v.get("train_loss", float("nan")))))]
+        checks.append(Check("Training finished (steps > 0, finite loss)", not bad,
+                            f"{len(recorded)} of {len(trained)} encoders recorded"
+                            + (f"; failed: {', '.join(bad)}" if bad else "")))
+    else:
+        checks.append(Check("Training finished (steps > 0, finite loss)", None, "no training record"))
+    checks.append(Check("Training converged (loss curve, held-out loss)", None,
+                        "not run: only each encoder's mean training loss is recorded"))
+    checks.append(Check("Training-seed variance in the intervals", False,
+                        "1 training seed per encoder (teacher.seed, student.seed): intervals and tests resample "
+                        "queries with the trained encoders held fixed"))
+    measure = first_measure(r.results)
+    claimed = _claimed(comps, measure) if not comps.empty else comps
+    name = "Power: the claimed comparisons detect the expected gains (80% power, α = 0.05)"
+    if claimed.empty:
+        checks.append(Check(name, None, "no claimed comparison"))
+    else:
+        parts, ok = [], True
+        for domain, label in (("in", "in-domain"), ("out", "out-of-domain")):
+            mine = claimed[claimed["collection"].map(_domain) == domain]
+            if mine.empty:
+                continue
+            expected = EXPECTED_GAIN[domain]
+            mdes = [mde(Effect.from_interval(c.diff, c.lo, c.hi).se, alpha=ALPHA, power=POWER)
+                    for c in mine.itertuples()]
+            finite = [m for m in mdes if math.isfinite(m)]
+            powered = sum(m <= expected for m in finite)
+            ok = ok and powered == len(mdes)
+            spread = (f"MDE {min(finite) * 100:.1f}–{max(finite) * 100:.1f} points" if len(finite) > 1 else
+                      fmt_mde(finite[0]) if finite else fmt_mde(float("nan")))
+            parts.append(f"{label}: {spread} vs {expected * 100:.3g} expected ({powered} of {len(mdes)} "
+                         "comparisons powered)")
+        checks.append(Check(name, ok, "; ".join(parts)))
+    return checks
+
+
+def results_dict(results: dict[str, CollectionResult], comps: pd.DataFrame | None = None) -> dict:
+    adj = {} if comps is None or comps.empty else {
+        (r.collection, r.pair, r.measure): r.p_adj for r in comps.itertuples()}
     return {label: {
         "queries": res.n_queries, "documents": res.n_docs, "document_encode_s": res.doc_encode_s,
         "systems": {name: {"metrics": {m: {"mean": iv.mean, "low": iv.low, "high": iv.high} for m, iv in sr.means.items()},
                            "encode_s": sr.encode_s, "search_s": sr.search_s, "queries_per_s": sr.queries_per_s}
                     for name, sr in res.systems.items()},
-        "comparisons": {pair: {m: {"diff": c.diff.mean, "low": c.diff.low, "high": c.diff.high, "p_value": c.p_value}
+        "comparisons": {pair: {m: {"diff": c.diff.mean, "low": c.diff.low, "high": c.diff.high, "p_value": c.p_value,
+                                   "p_holm": _nan_none(adj.get((label, pair, m)))}
                                for m, c in per.items()}
                         for pair, per in res.comparisons.items()},
     } for label, res in results.items()}
+
+
+def _nan_none(v):
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
 def headline_table(results: dict[str, CollectionResult]) -> pd.DataFrame:
@@ -64,18 +247,6 @@ def first_measure(results: dict[str, CollectionResult]) -> str:
     return next(iter(next(iter(next(iter(results.values())).systems.values())).means))
 
 
-def findings(results: dict[str, CollectionResult]) -> pd.DataFrame:
-    """Each paired comparison on the first measure, read at p < 0.05: better, worse, or no detectable difference."""
-    rows = []
-    for label, res in results.items():
-        for pair, per in res.comparisons.items():
-            measure, c = next(iter(per.items()))
-            verdict = ("no detectable difference" if c.p_value >= 0.05
-                       else "better" if c.diff.mean > 0 else "worse")
-            rows.append({"collection": label, "a vs b": pair, f"{measure} a − b (points)": _diff(c), "a is": verdict})
-    return pd.DataFrame(rows)
-
-
 def training_table(training: dict) -> pd.DataFrame:
     rows = [("teacher (q+, p+)", training.get("teacher"))]
     rows += [(f"SoftQE α={a}", info) for a, info in training.get("students", {}).items()]
@@ -90,16 +261,21 @@ def training_table(training: dict) -> pd.DataFrame:
     return pd.DataFrame(out).fillna("")
 
 
-def _collection(doc: Document, res: CollectionResult) -> None:
+def _collection(doc: Document, res: CollectionResult, comps: pd.DataFrame) -> None:
     measures = list(next(iter(res.systems.values())).means)
     doc.heading(f"{res.collection}: {res.n_queries} queries, {res.n_docs} documents")
     doc.table(pd.DataFrame([{"system": name, "LLM at query time": _llm(name),
                              **{m: _fmt(sr.means[m]) for m in measures}, "queries/s": f"{sr.queries_per_s:.0f}"}
                             for name, sr in res.systems.items()]))
-    if res.comparisons:
-        doc.text("Paired differences (a - b, points, 95% paired-bootstrap interval; paired t-test p):")
-        doc.table(pd.DataFrame([{"a vs b": pair, **{m: _diff(per[m]) for m in measures}}
-                                for pair, per in res.comparisons.items()]))
+    mine = comps[comps["collection"] == res.collection] if not comps.empty else comps
+    if not mine.empty:
+        doc.text("Paired differences (a − b, points, 95% paired-bootstrap interval; paired t-test p, raw and "
+                 "Holm-adjusted within the measure's family across collections):")
+        doc.table(pd.DataFrame({"a vs b": mine["pair"], "measure": mine["measure"],
+                                "a − b (points)": mine["diff"].map(_points),
+                                "95% interval": [f"[{_points(lo)}, {_points(hi)}]" for lo, hi in zip(mine["lo"],
+                                                                                                      mine["hi"])],
+                                "p (raw)": mine["p"].map(fmt_p), "p (Holm)": mine["p_adj"].map(fmt_p)}))
 
 
 def _latency(doc: Document, lat: dict) -> None:
@@ -115,27 +291,36 @@ def _latency(doc: Document, lat: dict) -> None:
              f"\"{lat['example']['pseudo_document'][:300]}\"")
 
 
-def build_document(r: SoftQEResults) -> Document:
+def _figure_measure(results: dict[str, CollectionResult]) -> str:
+    measures = next(iter(next(iter(results.values())).systems.values())).means
+    return "nDCG@10" if "nDCG@10" in measures else first_measure(results)
+
+
+def build_document(r: SoftQEResults, comps: pd.DataFrame | None = None) -> Document:
+    """Findings, design checks and the systems figure first; then setup, training, per-collection tables,
+    latency and timings."""
+    comps = comparisons_frame(r.results) if comps is None else comps
     doc = Document("SoftQE study")
+    doc.findings(findings(r.results, comps), note=FINDINGS_NOTE)
+    doc.checks(design_checks(r, comps))
+    measure = _figure_measure(r.results)
+    doc.heading("Every system, in-domain and out-of-domain")
+    doc.image("figure.png", systems_figure(r.results, measure), f"{measure} per system, 95% bootstrap intervals "
+              "(dotted line: the base encoder)")
+    doc.heading("Setup")
     exp = r.shared.get("expansion", {})
     simulated = str(exp.get("backend", "")).startswith("simulated")
     doc.text("Query encoders compared on the same queries; metrics in points (x100) with 95% bootstrap intervals. "
              f"Expansion source: `{exp.get('backend', '?')}:{exp.get('model', '?')}`"
              + (" -- a simulated oracle LLM (see ptlab.retrieval.simulated), not a real LLM." if simulated else "."))
     doc.text(ALPHA_TEXT)
-    found = findings(r.results)
-    if not found.empty:
-        doc.heading("Findings")
-        doc.text("Each student against the base encoder and against the same training without distillation "
-                 "(α=0; teacher (q) when α=0 was not run), read at p < 0.05 on the first measure.")
-        doc.table(found)
     t = r.training
     doc.heading("Training")
     doc.text(f"Training data: {t['train_queries']} SQuAD train queries for the students, "
              f"the first {t['teacher_queries']} of them for the teacher.")
     doc.table(training_table(t))
     for res in r.results.values():
-        _collection(doc, res)
+        _collection(doc, res, comps)
     if r.latency:
         _latency(doc, r.latency)
     doc.heading("Timings (s)")
@@ -146,28 +331,33 @@ def build_document(r: SoftQEResults) -> Document:
              f"{r.shared.get('load_average', 'n/a')} on {r.shared.get('cpu_count', '?')} CPUs (other work on the "
              "machine inflates these). Cached steps show ~0; each cell's train and evaluation seconds are in "
              "results.csv.")
-    doc.image("figure.png", systems_figure(r.results), "nDCG@10 per system, 95% bootstrap intervals")
     return doc
 
 
-def summary(r: SoftQEResults) -> dict:
-    """results.json: the config, the shared steps' record and every number of the report."""
+def summary(r: SoftQEResults, comps: pd.DataFrame | None = None) -> dict:
+    """results.json: the config, the shared steps' record, the findings and checks, and every number of the report."""
+    comps = comparisons_frame(r.results) if comps is None else comps
     s = r.shared
     return {"config": r.manifest.get("config", {}), "expansion": s.get("expansion", {}),
             "models": {"teacher": s.get("teacher_dir"), "students": s.get("students", {})},
+            "findings": [asdict(f) for f in findings(r.results, comps)],
+            "checks": [asdict(c) for c in design_checks(r, comps)],
+            "expected_gain": EXPECTED_GAIN,
             "training": r.training, "latency": r.latency, "timings_s": dict(s.get("timings_s", [])),
             "collections": {label: {"dir": s.get("collections", {}).get(key, {}).get("dir"),
                                     "queries": res.n_queries, "documents": res.n_docs}
-                            for key, label in COLLECTIONS.items() for res in [r.results[label]]},
+                            for key, label in COLLECTIONS.items() if label in r.results
+                            for res in [r.results[label]]},
             "load_average": s.get("load_average"), "cpu_count": s.get("cpu_count"),
-            "results": results_dict(r.results)}
+            "results": results_dict(r.results, comps)}
 
 
 def write_report(root: str | Path, out: str | Path | None = None) -> Path:
     """Write the report into `out` (default `<root>/report`); return report.md's path."""
     r = load(Path(root))
     out = Path(out) if out else Path(root) / "report"
-    build_document(r).write(out)
+    comps = comparisons_frame(r.results)
+    build_document(r, comps).write(out)
     write_text(out / "table.md", _md_table(headline_table(r.results)) + "\n")
-    write_json(out / "results.json", summary(r))
+    write_json(out / "results.json", summary(r, comps))
     return out / "report.md"

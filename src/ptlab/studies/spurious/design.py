@@ -24,13 +24,18 @@ CARD = "model_card.json"
 BASE_FILE = "base_features.json"  # the base's card entries, copied into the study directory
 
 
-def data_metrics(train_rows: list[dict] | None, eval_rows: dict[str, list[dict]], n_eval: int) -> dict:
+def data_metrics(train_rows: list[dict] | None, eval_rows: dict[str, list[dict]], n_eval: int,
+                 validation_rows: list[dict] = ()) -> dict:
+    from ptlab.tasks.base import prompt_key
+
     out: dict = {}
     for split, rows in eval_rows.items():
         out[f"data/{split}_n"] = len({r["id"] for r in rows})
         out[f"data/{split}_requested"] = n_eval
     if not train_rows:
         return out
+    held_out = {prompt_key(r["prompt"]) for rows in [*eval_rows.values(), validation_rows] for r in rows}
+    out["data/eval_overlap"] = len({prompt_key(r["prompt"]) for r in train_rows} & held_out)  # must be 0
     rows = list({r["id"]: r for r in train_rows}.values())  # unpaired data has two rows an example
     metas = [json.loads(r["meta"]) if isinstance(r.get("meta"), str) else (r.get("meta") or {}) for r in rows]
     out["data/train_n"] = len(rows)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ptlab.report.figures import COLORS, plt, png
+from ptlab.report.figures import colour, plt, png
 
 LABEL = {"feature_ambiguity": "Feature Ambiguity", "distributional_narrowness": "Distributional Narrowness"}
 
@@ -19,7 +19,7 @@ def task_figure(table: pd.DataFrame, task: str) -> bytes:
         for (alg, split), g in a.groupby(["algorithm", "split"]):
             g = g.sort_values("rate")
             err = [g["accuracy"] - g["lo"], g["hi"] - g["accuracy"]]
-            ax.errorbar(g["rate"] * 100, g["accuracy"], yerr=err, color=COLORS.get(alg), capsize=3, marker="o",
+            ax.errorbar(g["rate"] * 100, g["accuracy"], yerr=err, color=colour(alg), capsize=3, marker="o",
                         linestyle="-" if split == "eval_id" else "--",
                         label=f"{alg} {'shortcut holds' if split == 'eval_id' else 'breaks'}")
         feature = a["feature"].iloc[0] if len(a) else ""
@@ -46,7 +46,7 @@ def change_figure(changes: pd.DataFrame) -> bytes:
                 continue
             r = r.iloc[0]
             ax.errorbar(r["diff"] * 100, y, xerr=[[(r["diff"] - r["lo"]) * 100], [(r["hi"] - r["diff"]) * 100]],
-                        fmt="o", color=COLORS.get(alg), capsize=3)
+                        fmt="o", color=colour(alg), capsize=3)
             if r["mark"]:
                 ax.annotate(r["mark"], (r["hi"] * 100, y), xytext=(4, -3), textcoords="offset points", fontsize=9)
             ticks.append(y)
@@ -75,11 +75,33 @@ def reliance_figure(rel: pd.DataFrame) -> bytes:
         for alg, g in p.groupby("algorithm"):
             g = g.sort_values("rate")
             ax.errorbar(g["rate"] * 100, g["reliance"] * 100, yerr=[(g["reliance"] - g["lo"]) * 100,
-                        (g["hi"] - g["reliance"]) * 100], color=COLORS.get(alg), capsize=3, marker="o", label=alg)
+                        (g["hi"] - g["reliance"]) * 100], color=colour(alg), capsize=3, marker="o", label=alg)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_title(f"{task}: {LABEL.get(artifact, artifact)}", fontsize=9)
         ax.set_xlabel("spurious rate (%)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("reliance vs base (points)")
     axes[0][-1].legend(fontsize=7, loc="best")
+    return png(fig)
+
+
+def curves_figure(points: pd.DataFrame) -> bytes:
+    """Learning curves: one panel per arm (its colour), training loss (dashed) and the objective's loss on the
+    validation split (solid) at evenly spaced points of training, one line per task."""
+    arms = sorted(points["algorithm"].unique())
+    fig, axes = plt.subplots(1, len(arms), figsize=(3.2 * len(arms), 3.0), squeeze=False)
+    styles = dict(zip(sorted(points["task"].unique()), ["o", "s", "^", "D", "v"]))
+    for ax, arm in zip(axes[0], arms):
+        for task, g in points[points["algorithm"] == arm].groupby("task"):
+            g = g.sort_values("k")
+            x = g["k"] / g["k"].max() * 100
+            if "eval_loss" in g:
+                ax.plot(x, g["eval_loss"], marker=styles[task], color=colour(arm), label=f"{task} validation")
+            ax.plot(x, g["train_loss"], marker=styles[task], color=colour(arm), linestyle="--", alpha=0.6,
+                    label=f"{task} train")
+        ax.set_title(arm, fontsize=9)
+        ax.set_xlabel("% of training")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("objective loss")
+    axes[0][-1].legend(fontsize=6, loc="best")
     return png(fig)

@@ -1,9 +1,10 @@
 """`ptlab report <study-dir>` for the spurious study: report.md, report.html (self-contained), PNGs.
 
-Sections: the results table (algorithms × conditions, 95% intervals), one
-figure per task (in-distribution vs shortcut-breaking accuracy by algorithm
-and rate, per artifact), the change from the lowest to the highest rate per
-algorithm, and which algorithm wins where, with significance marks.
+Opens with what the study can conclude: the Findings (the paper's three claims, each supported / contradicted /
+inconclusive with its effect, interval, raw and Holm-adjusted p), the design checks (controls, built data,
+tuning, exposure, convergence, seeds, power) and one headline figure (reliance by arm, low → high rate). Then the
+details: the claims' tests, how the arms were compared (validation sweep, exposure, learning curves, per-pair
+diagnostics), the data checks, reliance, accuracy, gains, winners, per-task figures and breaking pairs.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from ptlab.errors import PtlabError
 from ptlab.report.document import Document
 from ptlab.studies.grid.manifest import cell_ids, load_manifest_file
 from ptlab.studies.grid.store import ResultStore
-from ptlab.studies.spurious.analysis import SPLITS, condition_table, gain_over_base, rate_change, winners
+from ptlab.studies.spurious.analysis import SPLITS, condition_table, gain_over_base, winners
+from ptlab.studies.spurious.config import BASE
 from ptlab.studies.spurious.design import BASE_FILE, check_table, eval_size_table
-from ptlab.studies.spurious.figures import LABEL, change_figure, reliance_figure, task_figure
+from ptlab.studies.spurious.figures import LABEL, reliance_figure, task_figure
 from ptlab.studies.spurious.reliance import claims, controls_verdict, reliance_table
+from ptlab.tasks.spurious import FEATURE_AMBIGUITY
 
 
 def load_study(root: Path, with_results: bool = False) -> tuple:
@@ -66,17 +69,6 @@ def _points(r) -> str:
     return f"{r['diff'] * 100:+.1f} [{r['lo'] * 100:+.1f}, {r['hi'] * 100:+.1f}] {r['mark']}"
 
 
-def change_table(changes: pd.DataFrame) -> pd.DataFrame:
-    if changes.empty:
-        return changes
-    c = changes.copy()
-    c["change (points)"] = c.apply(_points, axis=1)
-    c["p"] = c["p"].map(lambda p: f"{p:.3g}")
-    c["artifact"] = c["artifact"].map(lambda a: LABEL.get(a, a))
-    c["rates"] = c.apply(lambda r: f"{r['from_rate'] * 100:g}% → {r['to_rate'] * 100:g}%", axis=1)
-    return c[["task", "artifact", "algorithm", "rates", "change (points)", "p"]]
-
-
 def gain_table(gains: pd.DataFrame) -> pd.DataFrame:
     """Rows: task / artifact / rate; one column per algorithm: `trained − base` points with interval and mark."""
     g = gains.copy()
@@ -110,8 +102,10 @@ def _setup_text(manifest: dict, cells: pd.DataFrame) -> str:
             f"({cells['task'].nunique()} tasks × {cells['artifact'].nunique()} artifacts × rates "
             f"{', '.join(f'{r:g}' for r in sorted(cells['rate'].unique()))} × {cells['algorithm'].nunique()} algorithms × "
             f"{len(seeds)} seeds; rates 0 and 1 of Feature Ambiguity are the controls). Each cell: {d.get('n_train')} "
-            f"training examples, batch {t.get('batch_size')}, {t.get('max_steps') or str(t.get('epochs')) + ' epochs'}"
-            f"{' steps' if t.get('max_steps') else ''}, lr {t.get('lr')}.\n\n"
+            f"training examples, batch {t.get('batch_size')} prompts, "
+            f"{str(t.get('max_steps')) + ' steps' if t.get('exposure') == 'steps' else str(t.get('epochs')) + ' epochs'}"
+            f" (exposure: {t.get('exposure')}); learning rates and β "
+            f"{'chosen on the validation split (below)' if cfg.get('tuning', {}).get('enabled') else 'fixed by the config'}.\n\n"
             "**Rate.** Feature Ambiguity: every training example whose behaviour the cue can be about carries a cue; "
             "at rate r a share r carries the cue of its own behaviour and the rest a cue drawn independently of it, so "
             "the frequency of every cue and every behaviour is the same at every rate (checked below) and only their "
@@ -124,38 +118,13 @@ def _setup_text(manifest: dict, cells: pd.DataFrame) -> str:
             "(*breaks*) the slice. docqa is scored on the decision (the right fact chosen: the gold value and no other "
             "value of the document), not on the answer's format. **Reliance** = (holds − breaks) of the model − the same "
             "gap of the untrained base on the same items: zero for a model that post-training did not teach to follow "
-            "the shortcut. Intervals are 95% percentile bootstraps over items with seeds averaged; tests are paired "
-            "(`*` p<0.05, `**` p<0.01, `***` p<0.001; not corrected for multiple comparisons).")
+            "the shortcut. Intervals are 95% and include training-seed and item variance (crossed random effects, "
+            "Satterthwaite t; `ptlab.evaluate.hierarchical`); tests are paired on items and seeds; each table's tests "
+            "are one family, Holm-corrected (`*` p<0.05, `**` p<0.01, `***` p<0.001, adjusted).")
 
 
 def _pts(v: float, lo: float, hi: float, mark: str = "") -> str:
     return f"{v * 100:+.1f} [{lo * 100:+.1f}, {hi * 100:+.1f}] {mark}".rstrip()
-
-
-def findings(rel: pd.DataFrame, controls: pd.DataFrame, claim_rows: list[dict]) -> list[str]:
-    """The report's opening: the controls' verdict first (can this design see reliance at all?), then the claims."""
-    lines = []
-    if controls.empty:
-        lines.append("**Controls not run** (no Feature Ambiguity cells at rates 0 and 1): whether this design can "
-                     "detect reliance is unknown, so a null result below is not evidence of robustness.")
-    else:
-        for r in controls.itertuples():
-            pos = _pts(r.positive, r.positive_lo, r.positive_hi)
-            neg = _pts(r.negative, r.negative_lo, r.negative_hi)
-            if r.detects:
-                lines.append(f"**{r.task} ({r.algorithm}): the design detects reliance** — positive control {pos} points"
-                             f"; negative control {neg} ({'null, as it must be' if r.negative_null else 'NOT null: the design leaks'}).")
-            else:
-                lines.append(f"**{r.task} ({r.algorithm}): the design cannot detect reliance at this scale** — even a "
-                             f"perfectly predictive cue gives {pos} points; the {r.task} rows below cannot show "
-                             f"robustness, only the absence of a detectable effect. Negative control {neg}.")
-    for c in claim_rows:
-        lines.append(f"**Claim: {c['claim']}** — {c['verdict']}. {c['evidence']}.")
-    blind = sorted(set(controls[~controls["detects"]]["task"])) if not controls.empty else []
-    if blind and claim_rows:
-        lines.append(f"Where the positive control fails ({', '.join(blind)}), Feature Ambiguity evidence for or against "
-                     "a claim is not evidence: the design could not have shown the effect there.")
-    return lines
 
 
 def reliance_wide(rel: pd.DataFrame) -> pd.DataFrame:
@@ -209,23 +178,71 @@ def _captioned(doc: Document, table: pd.DataFrame | None, caption: str, heading:
 
 
 def build_document(root: Path) -> tuple[Document, pd.DataFrame, pd.DataFrame]:
-    """(the report, its results table, the condition table it was made from)."""
+    """(the report, its results table, the condition table it was made from).
+
+    Opens with the Findings (the paper's claims: verdict, effect, interval, raw and Holm-adjusted p), the design
+    checks (pass / fail), and the headline figure (reliance by arm from the low to the high rate); then the details.
+    """
+    from ptlab.studies.spurious import opening, protocol
+    from ptlab.studies.spurious.figures import curves_figure
+
     root = Path(root)
     manifest, cells, examples, results = load_study(root, with_results=True)
     table = condition_table(cells, examples)
     rel = reliance_table(cells, examples)
-    controls = controls_verdict(rel) if not rel.empty else pd.DataFrame()
+    controls = controls_verdict(rel)
     study_rates = sorted(r for r in cells["rate"].unique() if 0 < r < 1)
-    claim_rows = claims(cells, examples, study_rates[0], study_rates[-1]) if len(study_rates) >= 2 else []
+    claim_rows, claim_tests = claims(cells, examples, study_rates[0], study_rates[-1]) if len(study_rates) >= 2 \
+        else ([], pd.DataFrame())
+    sweep, picked = protocol.sweep_report(root)
+    convergence = protocol.convergence_table(results, cells)
+    seeds = int(cells[cells["algorithm"] != BASE]["seed"].nunique()) if (cells["algorithm"] != BASE).any() else 0
+    tuning = manifest.get("config", {}).get("tuning", {})
     doc = Document("Robustness to spurious correlations: SFT vs DPO vs KTO")
-    doc.heading("Findings")
-    for line in findings(rel, controls, claim_rows):
-        doc.text(line)
+    doc.findings(opening.findings(claim_rows), note=(
+        f"Each claim's tests form one family, Holm-corrected (α = 0.05); intervals include training-seed and item "
+        f"variance ({seeds} seed{'s' if seeds != 1 else ''}). A claim whose tests could not have detected a "
+        f"{opening.EXPECTED * 100:.0f}-point effect at 80% power is inconclusive, never 'no difference'."))
+    doc.checks([*opening.control_checks(controls, (cells["artifact"] == FEATURE_AMBIGUITY).any()),
+                *opening.data_checks(check_table(results, cells), results),
+                *opening.protocol_checks(bool(tuning.get("enabled")) if tuning else None, len(picked),
+                                         protocol.edge_choices(root), protocol.exposure_equal(results, cells),
+                                         convergence),
+                *opening.power_checks(seeds, claim_tests)])
     if not rel.empty and "reliance" in rel:
-        doc.image("reliance.png", reliance_figure(rel), "reliance vs the base by training rate (rates 0 and 1: controls)")
+        doc.image("reliance.png", reliance_figure(rel), "Headline: reliance (holds − breaks, vs the base) by arm "
+                  "and training rate, 95% intervals over seeds and items; rates 0 and 1 are the controls")
     doc.heading("Design")
     doc.text(_setup_text(manifest, cells))
-    doc.heading("Design checks")
+    _captioned(doc, claim_tests_table(claim_tests),
+               "Every test behind the findings: the effect (points), its 95% interval over seeds and items, the "
+               "per-seed effects, raw p and Holm-adjusted p within the claim's family, and the minimum detectable "
+               "effect at 80% power.", heading="The claims' tests")
+    doc.heading("How the arms were compared")
+    _captioned(doc, sweep, "The validation sweep: every grid point of every arm, trained at the tuning condition and "
+               "scored by greedy accuracy on the validation split (✓: chosen; ties go to the smaller learning rate)."
+               if not sweep.empty else "", heading=None)
+    if sweep.empty:
+        doc.text("Hyper-parameters were fixed by the config (`tuning.enabled: false`), not tuned.")
+    _captioned(doc, protocol.exposure_table(results, cells),
+               f"Exposure (`train.exposure: {manifest.get('config', {}).get('train', {}).get('exposure', '?')}`): "
+               "the prompts each arm trains on and how often it sees each; KTO's two rows a prompt are counted as "
+               "one prompt. A pipeline (sft+dpo) sees its prompts once per stage.")
+    _captioned(doc, convergence, "Convergence: a run is 'still improving' when its mean training loss fell by more "
+               "than 5% from the third to the last quarter of its steps.")
+    points = protocol.curves(results, cells)
+    if not points.empty:
+        doc.image("curves.png", curves_figure(points), "Learning curves: the objective's loss on the validation "
+                  "split (solid) and the training loss (dashed) at evenly spaced points, averaged over cells")
+    _captioned(doc, protocol.diagnostics_table(results, cells),
+               "Per-pair diagnostics of preference training, on the training pairs (vs the model training started "
+               "from): ranking accuracy of the reference and the trained policy, the idealised ranking accuracy a "
+               "perfectly optimised DPO model would reach from the same reference (Chen et al., 2024; α = 0.9), the "
+               "mean change of the chosen and rejected log-probabilities (likelihood displacement), the share of "
+               "pairs whose chosen log-probability went down, and its rank correlation with the pair's ln-CHES "
+               "similarity (Razin et al., 2024). Per pair: `pair_diagnostics.jsonl` in each training directory.",
+               heading="Preference training, pair by pair")
+    doc.heading("Design checks, in detail")
     _captioned(doc, check_table(results, cells),
                "Measured on the built training data of every post-training cell: across rates only the agreement "
                "between cue and behaviour may move (the cue-value and behaviour shares must stay within sampling "
@@ -237,8 +254,9 @@ def build_document(root: Path) -> tuple[Document, pd.DataFrame, pd.DataFrame]:
                "The base on twins before any post-training (from its model card): every cue was in its pretraining "
                "text, independent of the behaviour; `new to the base` = a significant accuracy gap with vs without it.")
     _captioned(doc, reliance_wide(rel),
-               "(holds − breaks) of the model − the same of the untrained base on the same items, in points.",
-               heading="Shortcut reliance vs the base")
+               "(holds − breaks) of the model − the same of the untrained base on the same items, in points, 95% "
+               "interval over seeds and items; marks from Holm-adjusted p within the reliance family (the controls "
+               "form their own).", heading="Shortcut reliance vs the base")
     doc.heading("Accuracy")
     res = results_table(table)
     doc.table(res)
@@ -247,18 +265,12 @@ def build_document(root: Path) -> tuple[Document, pd.DataFrame, pd.DataFrame]:
                "holds. The gap between the two is what a format habit costs, not a wrong fact.")
     gains = gain_over_base(cells, examples)
     _captioned(doc, gain_table(gains) if not gains.empty else None,
-               "Post-trained accuracy − the untrained base's on the same items, in points (95% interval, paired "
-               "test). Positive: post-training taught the task.", heading="Gain over the base model (shortcut holds)")
-    changes = rate_change(cells[(cells["rate"] > 0) & (cells["rate"] < 1)], examples)
-    if not changes.empty:
-        doc.heading("Change from the lowest to the highest spurious rate (shortcut breaks)")
-        doc.text("The same items at every rate, so the test is paired. Negative: the model does worse where the "
-                 "shortcut breaks when more of its training data carries it.")
-        doc.table(change_table(changes))
-        doc.image("change.png", change_figure(changes), "change in shortcut-breaking accuracy per algorithm")
+               "Post-trained accuracy − the untrained base's on the same items, in points (95% interval over seeds "
+               "and items; marks from Holm-adjusted p over the table). Positive: post-training taught the task.",
+               heading="Gain over the base model (shortcut holds)")
     _captioned(doc, winners_table(winners(cells, examples)),
-               "The best algorithm per condition; a mark means it beats every other algorithm in a paired test, "
-               "(n.s.) that at least one difference is not significant.", heading="Which algorithm wins where (shortcut breaks)")
+               "The best arm per condition; a mark means it beats every other arm (Holm-adjusted over the table), "
+               "(n.s.) that at least one difference is not significant.", heading="Which arm wins where (shortcut breaks)")
     doc.heading("Per task")
     for task in sorted(cells["task"].unique()):
         doc.image(f"task-{task}.png", task_figure(table, task), f"{task}: accuracy where the shortcut holds vs breaks")
@@ -267,8 +279,8 @@ def build_document(root: Path) -> tuple[Document, pd.DataFrame, pd.DataFrame]:
         doc.heading("Likelihood preference on breaking pairs")
         doc.text("Pairs where the cue conflicts: the correct response vs the shortcut's (for math, the same solution "
                  "with the cue's operation in the last step). `rank`: the model's log-likelihood prefers the correct "
-                 "one; `reward`: the implicit reward log π/π_base does (TRL's rewards/accuracies). No format floor: "
-                 "it moves before greedy accuracy does.")
+                 "one; `reward`: the implicit reward log π/π_ref does (TRL's rewards/accuracies; π_ref is the base, or "
+                 "a pipeline's SFT model). No format floor: it moves before greedy accuracy does.")
         p = pairs.copy()
         p["value"] = p.apply(_ci, axis=1)
         p["column"] = p.apply(lambda r: f"{r['split'].removeprefix('pairs_')} @{r['rate'] * 100:g}%", axis=1)
@@ -276,6 +288,18 @@ def build_document(root: Path) -> tuple[Document, pd.DataFrame, pd.DataFrame]:
         wide = p.pivot_table(index=["task", "artifact", "algorithm"], columns="column", values="value", aggfunc="first")
         doc.table(wide[[c for c in order if c in wide.columns]].fillna("–").reset_index())
     return doc, res, table
+
+
+def claim_tests_table(tests: pd.DataFrame) -> pd.DataFrame | None:
+    if tests.empty:
+        return None
+    return pd.DataFrame({
+        "claim": tests["claim"], "test": tests["test"],
+        "effect (points)": [f"{v * 100:+.1f} [{lo * 100:+.1f}, {hi * 100:+.1f}]"
+                            for v, lo, hi in zip(tests["value"], tests["lo"], tests["hi"])],
+        "per seed": tests["per_seed"], "p": tests["p"].map(lambda p: f"{p:.2g}"),
+        "p (Holm)": tests["p_adj"].map(lambda p: f"{p:.2g}"), "MDE": tests["mde"].map(lambda m: f"{m * 100:.1f}"),
+        "verdict": tests["verdict"]})
 
 
 def write_report(root: str | Path, out: str | Path | None = None) -> Path:

@@ -67,10 +67,91 @@ def on_policy_stats(path: Path) -> Path:
 
 
 def build_data(plan: CellPlan) -> None:
-    for split, step in plan.eval_files.items():  # first: training excludes every evaluation prompt
+    """Every row file a cell reads, in dependency order: evaluation first (validation excludes it), then validation
+    (training excludes both), its learning-curve formats, then each training stage's rows."""
+    if plan.validation:
+        args, step, excluded = plan.validation
+        for eval_args, eval_step in excluded:
+            ensure_rows(eval_step.path, eval_args)
+        ensure_rows(step.path, args)
+    for split, step in plan.eval_files.items():
         ensure_rows(step.path, plan.eval_data[split])
-    if plan.data is not None:
-        ensure_rows(plan.data.path, plan.train_data)
+    for stage in plan.stages:
+        if stage.curve is not None and not stage.curve.path.is_file():
+            from ptlab.tasks.rows import reformat
+
+            rows = reformat(read_rows(plan.validation[1].path), stage.data_args["fmt"])
+            write_text(stage.curve.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        ensure_rows(stage.data.path, stage.data_args)
+
+
+def train_stages(plan: CellPlan) -> Path:
+    """Train each stage of the cell in order (each skipped when finished, resumed when interrupted); the last
+    stage's final model, with its per-pair diagnostics (preference stages) beside it."""
+    checkpoint = Path(plan.model_dir)
+    for stage in plan.stages:
+        checkpoint = run_train(stage)
+    if plan.diagnostics is not None:
+        ensure_diagnostics(plan, checkpoint)
+    return checkpoint
+
+
+PAIRS_FILE = "pair_diagnostics.jsonl"
+
+
+def ensure_diagnostics(plan: CellPlan, checkpoint: Path) -> None:
+    """Per-pair diagnostics of the last stage's training pairs (policy vs the model it started from), once."""
+    out = plan.train.path / PAIRS_FILE
+    if out.is_file():
+        return
+    from ptlab.evaluate.pair_diagnostics import pair_diagnostics
+    from ptlab.models import load
+    from ptlab.studies.grid.steps import eval_placement
+    from ptlab.tasks.rows import pairs_of
+
+    rows = pairs_of(read_rows(plan.data.path))[: plan.diagnostics["pairs"]]
+    policy, tokenizer = load(str(checkpoint), **eval_placement())
+    reference, _ = load(plan.reference_dir, **eval_placement())
+    diags = pair_diagnostics(policy, reference, tokenizer, rows, beta=plan.diagnostics["beta"],
+                             max_length=plan.max_length, keep=("id", "has_feature", "shortcut_agrees", "error"))
+    write_text(out, "".join(json.dumps(d, sort_keys=True) + "\n" for d in diags))
+
+
+def training_metrics(plan: CellPlan) -> dict:
+    """The last stage's learning curve and convergence flag, its exposure, and its pair diagnostics' summary."""
+    from ptlab.train.convergence import convergence_metrics
+
+    if plan.train is None:
+        return {}
+    log = plan.train.path / "metrics.jsonl"
+    history = read_rows(log) if log.is_file() else []
+    cfg = plan.train_config
+    out = convergence_metrics(history, points=len([h for h in history if "eval/loss" in h]) or 4)
+    rows = read_rows(plan.data.path)
+    prompts = len({r["id"] for r in rows})
+    steps = history[-1]["step"] if history else 0
+    out.update({"exposure/steps": steps, "exposure/prompts": prompts, "exposure/rows": len(rows),
+                "exposure/rows_per_step": cfg["batch_size"], "exposure/stages": len(plan.stages),
+                "exposure/prompt_passes": sum(_passes(s) for s in plan.stages), "train/lr": cfg["lr"]})
+    if "beta" in cfg["params"]:
+        out["train/beta"] = cfg["params"]["beta"]
+    pairs = plan.train.path / PAIRS_FILE
+    if pairs.is_file():
+        from ptlab.evaluate.pair_diagnostics import grouped_summary
+
+        out.update({f"diag/{k}": v for k, v in grouped_summary(read_rows(pairs)).items()})
+    return out
+
+
+def _passes(stage) -> float:
+    """How many times a stage's training showed each prompt: steps × prompts a step / prompts."""
+    log = stage.train.path / "metrics.jsonl"
+    history = read_rows(log) if log.is_file() else []
+    if not history:
+        return 0.0
+    rows = read_rows(stage.data.path)
+    per_prompt = 2 if stage.data_args["fmt"] == "unpaired" else 1
+    return history[-1]["step"] * stage.config["batch_size"] / per_prompt / max(1, len({r["id"] for r in rows}))
 
 
 def run_cell(plan: CellPlan, events=None) -> dict:
@@ -81,7 +162,7 @@ def run_cell(plan: CellPlan, events=None) -> dict:
     build_data(plan)
     note("data")
     t1 = time.perf_counter()
-    checkpoint = run_train(plan)
+    checkpoint = train_stages(plan)
     note("train")
     t2 = time.perf_counter()
     result = run_eval(plan, checkpoint)
@@ -91,7 +172,8 @@ def run_cell(plan: CellPlan, events=None) -> dict:
     metrics = dict(result.metrics)
     metrics.update(data_metrics(read_rows(plan.data.path) if plan.data else None,
                                 {split: read_rows(step.path) for split, step in plan.eval_files.items()},
-                                plan.eval_data["eval_id"]["n"]))
+                                next(iter(plan.eval_data.values()))["n"],
+                                read_rows(plan.validation[1].path) if plan.validation else ()))
     stats = on_policy_stats(plan.data.path) if plan.data else None
     if stats is not None and stats.is_file():
         s = json.loads(stats.read_text())
@@ -102,6 +184,7 @@ def run_cell(plan: CellPlan, events=None) -> dict:
     for k in ("loss", "rewards/accuracies", "rewards/margins", "kl"):
         if isinstance(train_metrics.get(k), (int, float)):
             metrics[f"train/{k}"] = train_metrics[k]
+    metrics.update(training_metrics(plan))
     examples = []
     for r in result.records:
         base = {"id": r["id"], "shortcut_agrees": r["shortcut_agrees"]}

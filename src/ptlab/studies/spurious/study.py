@@ -8,6 +8,7 @@ shortcut-breaking splits. The results directory holds `study.json`,
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -16,12 +17,13 @@ from ptlab.studies.spurious.cells import CELL_VERSION, CellPlan, expand, plan_ce
 from ptlab.studies.spurious.config import StudyConfig, check_config
 from ptlab.studies.spurious.steps import build_data, run_cell
 
-# `--quick`: 1 seed and less data; applied before the config file and the overrides.
+# `--quick`: 1 seed, no pipelines, less data, a 2-point sweep; applied before the config file and the overrides.
 QUICK = {
     "output_dir": "runs/study-spurious-quick",
-    "axes": {"seed": [0]},
-    "data": {"n_train": 320, "n_eval": 80, "n_pairs": 32},
-    "train": {"max_steps": 20},
+    "axes": {"seed": [0], "algorithm": ["base", "sft", "dpo", "kto"]},
+    "data": {"n_train": 192, "n_eval": 80, "n_pairs": 32},
+    "tuning": {"grid": {"sft": {"lr": [3e-4, 1e-3]}, "dpo": {"lr": [1e-4, 3e-4], "beta": [0.1]},
+                        "kto": {"lr": [1e-4, 3e-4], "beta": [0.1]}}, "n_validation": 80},
 }
 
 
@@ -37,6 +39,40 @@ class SpuriousStudy(ModelGridStudy):
     check_config = staticmethod(check_config)
     expand = staticmethod(expand)
     plan_cell = staticmethod(plan_cell)
+
+    def tune(self, cfg: StudyConfig, root: Path, quiet: bool = False) -> None:
+        """Each arm's learning rate (and β) from a validation sweep (`tuning.py`), unless the config fixes them.
+
+        The directory becomes this study's (its manifest, under its lock) before the sweep starts, so a run killed
+        mid-sweep resumes; a bad model fails first, before the directory is touched."""
+        if not cfg.tuning.enabled:
+            return
+        from ptlab.locks import hold_dir_lock
+        from ptlab.models import resolve
+        from ptlab.studies.grid import manifest
+        from ptlab.studies.spurious.tuning import tune
+
+        resolve(cfg.model)
+        with hold_dir_lock(root, "output_dir"):
+            path = root / manifest.MANIFEST
+            manifest.write_manifest(root, self, cfg, [], manifest.load_manifest_file(path) if path.is_file() else None)
+            tune(cfg, root, quiet)
+
+    def plan(self, cfg: StudyConfig, root: Path) -> list[CellPlan]:
+        """The cells' plans; a pipeline whose SFT stage no plain SFT cell trains waits for the first pipeline that
+        does (two pipelines never train one SFT model at once)."""
+        plans = super().plan(cfg, root)
+        produced = {p.train.fingerprint for p in plans if p.wave == 0 and p.train is not None}
+        seen: dict[str, int] = {}
+        out = []
+        for p in plans:
+            if len(p.stages) > 1:
+                first = p.stages[0].train.fingerprint
+                wave = 1 if first in produced else 1 + seen.get(first, 0)
+                seen[first] = seen.get(first, 0) + 1
+                p = dataclasses.replace(p, wave=wave)
+            out.append(p)
+        return out
 
     def prepare(self, cfg: StudyConfig, root: Path, todo: list[CellPlan]) -> None:
         """Record what the base met in pretraining (and warn about a cue it never met), then build the data."""
