@@ -52,7 +52,8 @@ class Study(ABC):
 
     def tune(self, cfg, root: Path, quiet: bool = False) -> None:
         """Settle what the cells' plans depend on before planning (a validation sweep's choices); runs after the
-        output directory is checked, before the study's lock is taken (a sweep holds its own)."""
+        output directory is checked. A study that writes here makes the directory its own first (manifest, under
+        the directory's lock), so a run killed at this stage resumes."""
 
     @abstractmethod
     def plan(self, cfg, root: Path) -> list[Any]:
