@@ -29,40 +29,29 @@ def _arm_key(alg: str) -> int:
     return ARM_ORDER.index(alg) if alg in ARM_ORDER else len(ARM_ORDER)
 
 
-def sweep_report(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(every point of the sweep with its validation accuracy, the chosen point per task and arm)."""
+def sweep_report(root: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(every point of the sweep with its validation accuracy, the chosen point per task and arm, the choices at an
+    end of a learning-rate grid of three or more: the best value may lie outside the grid)."""
     from ptlab.studies.spurious.tuning import SWEEP_DIR, selection, sweep_table
 
     table = sweep_table(Path(root) / SWEEP_DIR)
     if table.empty:
-        return table, table
+        return table, table, []
     chosen = selection(root)
     table = table.assign(chosen=[chosen.get(r.task, {}).get(r.arm, {}).get("point") == r.point
                                  for r in table.itertuples()])
+    edges = []
+    for (task, arm), g in table.groupby(["task", "arm"], sort=True):
+        lrs, picked_lr = sorted(g["lr"].unique()), g.loc[g["chosen"], "lr"]
+        if len(lrs) >= 3 and len(picked_lr) and picked_lr.iloc[0] in (lrs[0], lrs[-1]):
+            edges.append(f"{task}/{arm} (lr {picked_lr.iloc[0]:g})")
     shown = table.assign(validation=table["validation"].round(3), final_loss=table["final_loss"].round(3),
                          chosen=table["chosen"].map({True: "✓", False: ""}),
                          still_improving=table["still_improving"].map({True: "yes", False: ""}))
     shown = shown.drop(columns=["lr", "params"]).sort_values(["task", "arm", "point"], key=lambda s: s.map(
         _arm_key) if s.name == "arm" else s)
     picked = table[table["chosen"]][["task", "arm", "point", "validation"]].round(3)
-    return shown, picked
-
-
-def edge_choices(root: Path) -> list[str]:
-    """Task/arm choices at the smallest or largest learning rate of a grid of three or more: the best value may lie
-    outside the grid (widen it)."""
-    from ptlab.studies.spurious.tuning import SWEEP_DIR, selection, sweep_table
-
-    table = sweep_table(Path(root) / SWEEP_DIR)
-    if table.empty:
-        return []
-    out = []
-    for (task, arm), g in table.groupby(["task", "arm"], sort=True):
-        lrs = sorted(g["lr"].unique())
-        chosen = selection(root).get(task, {}).get(arm, {}).get("lr")
-        if len(lrs) >= 3 and chosen in (lrs[0], lrs[-1]):
-            out.append(f"{task}/{arm} (lr {chosen:g})")
-    return out
+    return shown, picked, edges
 
 
 def exposure_table(results: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:

@@ -194,7 +194,7 @@ def build_document(root: Path) -> tuple[Document, pd.DataFrame, pd.DataFrame]:
     study_rates = sorted(r for r in cells["rate"].unique() if 0 < r < 1)
     claim_rows, claim_tests = claims(cells, examples, study_rates[0], study_rates[-1]) if len(study_rates) >= 2 \
         else ([], pd.DataFrame())
-    sweep, picked = protocol.sweep_report(root)
+    sweep, picked, edges = protocol.sweep_report(root)
     convergence = protocol.convergence_table(results, cells)
     seeds = int(cells[cells["algorithm"] != BASE]["seed"].nunique()) if (cells["algorithm"] != BASE).any() else 0
     tuning = manifest.get("config", {}).get("tuning", {})
@@ -206,7 +206,7 @@ def build_document(root: Path) -> tuple[Document, pd.DataFrame, pd.DataFrame]:
     doc.checks([*opening.control_checks(controls, (cells["artifact"] == FEATURE_AMBIGUITY).any()),
                 *opening.data_checks(check_table(results, cells), results),
                 *opening.protocol_checks(bool(tuning.get("enabled")) if tuning else None, len(picked),
-                                         protocol.edge_choices(root), protocol.exposure_equal(results, cells),
+                                         edges, protocol.exposure_equal(results, cells),
                                          convergence),
                 *opening.power_checks(seeds, claim_tests)])
     if not rel.empty and "reliance" in rel:

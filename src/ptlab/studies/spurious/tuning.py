@@ -14,6 +14,7 @@ choice is written to `<output_dir>/tuning.json`, which planning reads.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -146,6 +147,12 @@ def choose(table: pd.DataFrame) -> dict:
 
 
 def selection(root: Path) -> dict:
-    """The choice `tune` wrote ({} when the study has not tuned yet)."""
+    """The choice `tune` wrote ({} when the study has not tuned yet); read once per version of the file, not once per
+    planned cell."""
     path = Path(root) / SELECTION
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return _read_selection(path, path.stat().st_mtime_ns) if path.is_file() else {}
+
+
+@functools.lru_cache(maxsize=8)
+def _read_selection(path: Path, mtime_ns: int) -> dict:
+    return json.loads(path.read_text())
