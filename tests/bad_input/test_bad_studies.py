@@ -22,8 +22,8 @@ SPURIOUS = {
 }
 BUDGET = {
     "model": "tiny-test", "executor": "sequential",
-    "axes": {"seed_size": [2], "budget": [4], "strategy": ["answer_augmentation"], "seed": [0]},
-    "data": {"n_eval": 4}, "train": {"max_steps": 1, "batch_size": 2},
+    "axes": {"seed_size": [2], "budget": [4], "strategy": ["answer_augmentation"], "seed": [0], "exposure": ["steps"]},
+    "data": {"n_eval": 4}, "train": {"steps": 1, "batch_size": 2},
 }
 
 
@@ -98,7 +98,8 @@ def test_bad_spurious_study(ptlab, ws, overrides, needle):
 
 BUDGET_CASES = [
     pytest.param(["teacher.timeout_s=.inf"], "teacher.timeout_s: Input should be a finite number", id="timeout-inf"),
-    pytest.param(["teacher.error_rate=.nan"], "teacher.error_rate: Input should be a finite number", id="error-rate-nan"),
+    pytest.param(["teacher.simulator.answer_error=.nan"], "teacher.simulator.answer_error: Input should be a finite number",
+                 id="error-rate-nan"),
     pytest.param(["teacher.backend=gpt4"], "teacher.backend: Input should be 'openai', 'hf' or 'simulated'", id="backend"),
     pytest.param(["teacher.bogus=1"], "teacher.bogus: unknown field", id="teacher-key-typo"),
     pytest.param(["teacher.model=docqa"], "teacher.model: a simulated teacher simulates a task", id="teacher-task"),
@@ -139,7 +140,7 @@ SEED_FILES = [
     pytest.param(SEED_LINE + json.dumps({**SEED, "prompt": 5}) + "\n", "seeds.jsonl:2: 'prompt' must be a non-empty string",
                  id="prompt-number"),
     pytest.param(SEED_LINE + "\n" + json.dumps({"prompt": "q?", "answer": "1"}) + "\n",
-                 "seeds.jsonl:3: the seeds_only reference (references: true) needs a 'completion'", id="no-completion"),
+                 "seeds.jsonl:3: the seed rows (references: true or data.include_seeds: true) need a 'completion'", id="no-completion"),
     pytest.param(json.dumps({**SEED, "answer": ["5"]}) + "\n", "seeds.jsonl:1: 'answer' must be a string or a number",
                  id="answer-list"),
     pytest.param("\n\n", "seeds.path: ", id="empty"),

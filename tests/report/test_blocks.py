@@ -82,8 +82,9 @@ def test_fmt_p_and_the_verdict_words_are_the_power_modules():
 
 
 def _budget_study(root, n=300, gap=(-0.25, 0.25), seeds=(0, 1, 2), budgets=(4, 16, 64), size=4, overlap=0,
-                  floor=False):
-    """AA at 0.6 everywhere; NQ − AA moves linearly (in log Q) from gap[0] to gap[1]; QR at 0.55."""
+                  floor=False, regimes=None):
+    """AA at 0.6 everywhere; NQ − AA moves linearly (in log Q) from gap[0] to gap[1]; QR at 0.55.
+    `regimes`: {name: gap} for a sensitivity study (one panel per regime, exposure epochs)."""
     from ptlab.studies.budget.cells import BudgetCell
     from ptlab.studies.budget.study import STUDY as BUDGET
     from ptlab.studies.grid.store import ResultStore
@@ -91,16 +92,18 @@ def _budget_study(root, n=300, gap=(-0.25, 0.25), seeds=(0, 1, 2), budgets=(4, 1
     root.mkdir(parents=True)
     store = ResultStore(root / "results.sqlite", BUDGET.axes)
     rng = np.random.default_rng(0)
-    cells = [BudgetCell("math", 0, 0, "base", 0)]
+    regimes = regimes or {"default": gap}
+    cells = [BudgetCell("math", 0, 0, "base", 0, "-", "-")]
     for seed in seeds:
-        cells.append(BudgetCell("math", size, 0, "seeds_only", seed))
-        cells += [BudgetCell("math", size, q, s, seed) for s in ("answer_augmentation", "question_rephrase",
-                                                                  "new_question") for q in budgets]
+        cells.append(BudgetCell("math", size, 0, "seeds_only", seed, "-"))
+        cells += [BudgetCell("math", size, q, s, seed, r) for r in regimes
+                  for s in ("answer_augmentation", "question_rephrase", "new_question") for q in budgets]
     for cell in cells:
         p = {"base": 0.3, "seeds_only": 0.4, "answer_augmentation": 0.6, "question_rephrase": 0.55}.get(cell.strategy)
         if cell.strategy == "new_question":
             t = np.log(cell.budget / budgets[0]) / np.log(budgets[-1] / budgets[0])
-            p = 0.6 + gap[0] + t * (gap[1] - gap[0])
+            g = regimes[cell.regime]
+            p = 0.6 + g[0] + t * (g[1] - g[0])
         correct = rng.random(n) < (0.0 if floor else p)
         metrics = {"eval_id/accuracy": correct.mean(), "eval_id/n": n}
         if cell.strategy != "base":
@@ -112,9 +115,11 @@ def _budget_study(root, n=300, gap=(-0.25, 0.25), seeds=(0, 1, 2), budgets=(4, 1
                        {"train_s": 1.0})
     config = {"task": "math", "model": "tiny", "axes": {"seed_size": [size], "budget": list(budgets),
                                                          "strategy": ["answer_augmentation", "question_rephrase",
-                                                                      "new_question"], "seed": list(seeds)},
+                                                                      "new_question"], "seed": list(seeds),
+                                                         "regime": list(regimes), "exposure": ["epochs"]},
+              "regimes": {r: ({} if r == "default" else {"answer_paths": 1}) for r in regimes},
               "data": {"n_eval": n}, "train": {"epochs": 3, "batch_size": 8, "lr": 5e-4, "scheduler": "cosine"},
-              "teacher": {"backend": "simulated", "model": "math", "error_rate": 0.1, "diversity": 0.5}}
+              "teacher": {"backend": "simulated", "model": "math", "simulator": {"answer_error": 0.1}}}
     (root / "study.json").write_text(json.dumps({"format": BUDGET.study_format, "cell_version": BUDGET.cell_version,
                                                  "cells": [c.as_dict() for c in cells], "config": config}))
     return root
@@ -178,23 +183,47 @@ def test_budget_outcomes_at_the_floor_cannot_show_power(tmp_path):
     ((0.0, 0.0), 40, INCONCLUSIVE),  # no change, and 40 examples cannot see one of 5 points
 ])
 def test_budget_findings_verdicts(tmp_path, gap, n, expected):
-    from ptlab.studies.budget.analysis import crossover_tests, crossovers, load
+    from ptlab.studies.budget.analysis import load, panel_results
     from ptlab.studies.budget.report import findings
 
     _, cells, outcomes = load(_budget_study(tmp_path / "s", n=n, gap=gap))
-    found = findings(crossover_tests(cells, outcomes), crossovers(cells, outcomes), [4, 8])
+    r = panel_results(cells, outcomes)
+    found = findings(r["crossover_tests"], r["crossovers"], [("default", "epochs", 4), ("default", "epochs", 8)])
     assert [f.verdict for f in found] == [expected, NOT_TESTED]  # |S| = 8 has no cells
+
+
+def test_budget_sensitivity_names_the_regime_that_gives_the_papers_finding(tmp_path):
+    """Two regimes, one where AA leads at the lowest ratio and NQ at the highest (the paper's shape), one where NQ
+    leads everywhere: the sensitivity table, the crossover ratios and the sentence tell them apart."""
+    from ptlab.studies.budget.report import build_document
+
+    root = _budget_study(tmp_path / "s", regimes={"default": (-0.25, 0.25), "one_path": (0.2, 0.3)},
+                         budgets=(16, 64, 256, 1024))  # Q/|S| = 4 ... 256
+    doc, _, summary, _ = build_document(root)
+    sens = {r["regime"]: r for r in summary["sensitivity"]}
+    assert sens["default"]["pattern"] == "AA low → NQ high (the paper's)" and sens["default"]["paper_pattern_significant"]
+    assert sens["default"]["status"] == "crossover" and 16 < sens["default"]["crossover"] < 64  # midway: 32
+    assert sens["default"]["crossover_in_paper_range"]
+    assert sens["one_path"]["pattern"] == "NQ at both ends" and sens["one_path"]["status"] == "always"
+    assert summary["paper_regime"].startswith("The paper's finding") and "`default`" in summary["paper_regime"]
+    assert "`one_path` (epochs, |S| = 4): NQ at both ends" in summary["paper_regime"]
+    # bootstrap over seeds and examples: an interval around the crossover that excludes "always" and "none"
+    d = next(c for c in summary["crossovers"] if c["regime"] == "default")
+    assert d["boot_seeds"] and 4 < d["boot_lo"] <= d["ratio"] <= d["boot_hi"] < 256
+    claims = [f["claim"] for f in summary["findings"]]
+    assert claims == ["regime default: |S| = 4: new_question overtakes answer_augmentation as the budget Q grows",
+                      "regime one_path: |S| = 4: new_question overtakes answer_augmentation as the budget Q grows"]
 
 
 def test_budget_no_effect_when_adequately_powered():
     from ptlab.studies.budget.report import EXPECTED_CROSSOVER_GAIN, findings
 
     # a null effect measured precisely: the interval excludes the smallest effect of interest
-    ctests = pd.DataFrame([{"seed_size": 4, "low_budget": 4, "high_budget": 64, "low_ratio": 1.0, "high_ratio": 16.0,
+    ctests = pd.DataFrame([{"regime": "default", "exposure": "epochs", "seed_size": 4, "low_budget": 4, "high_budget": 64, "low_ratio": 1.0, "high_ratio": 16.0,
                             "gap_low": 0.0, "gap_high": 0.001, "diff": 0.001, "lo": -0.008, "hi": 0.01,
                             "p": 0.8, "se": 0.0046, "df": float("inf"), "n": 5000, "p_adj": 0.8}])
     assert EXPECTED_CROSSOVER_GAIN > 0.02
-    (f,) = findings(ctests, [], [4])
+    (f,) = findings(ctests, [], [("default", "epochs", 4)])
     assert f.verdict == NO_EFFECT and f.p == "0.8"
 
 

@@ -10,7 +10,7 @@ from ptlab.studies.budget.config import BudgetStudyConfig
 TINY_BUDGET = {
     "model": "tiny-test",
     "executor": "sequential",
-    "axes": {"seed_size": [4], "budget": [4, 16, 48], "seed": [0]},
+    "axes": {"seed_size": [4], "budget": [4, 16, 48], "seed": [0], "exposure": ["epochs"]},
     "data": {"n_eval": 8},
     "train": {"batch_size": 8, "epochs": 1},
     "eval": {"max_new_tokens": 4},

@@ -15,7 +15,8 @@ from .budget_helpers import budget_config
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     out = tmp_path_factory.mktemp("budget") / "s"
-    run = run_grid(BUDGET, budget_config(out), quiet=True)
+    # its own reply cache: the accounting below counts what this study alone paid
+    run = run_grid(BUDGET, budget_config(out, teacher={"cache_path": str(out.parent / "replies.sqlite")}), quiet=True)
     return out, run
 
 
@@ -27,17 +28,22 @@ def test_study_writes_cells_rows_and_exact_teacher_accounting(study):
     df = ResultStore(out / "results.sqlite", create=False).results()
     m = df.pivot_table(index="cell_id", columns="metric", values="value", aggfunc="first")
     assert (m["eval_id/n"] == 8).all() and m["eval_id/accuracy"].between(0, 1).all()
-    aa = m.loc["math.S4.Q16.answer_augmentation.s0"]
-    assert aa["synth/rows"] == 16 and aa["synth/queries_used"] == 16 and aa["teacher/paid"] == 16
-    nq = m.loc["math.S4.Q48.new_question.s0"]
-    assert nq["synth/queries_used"] <= 48 and nq["teacher/paid"] == nq["synth/queries_used"]
-    assert nq["synth/rows"] <= 48 // 3
-    qr = m.loc["math.S4.Q4.question_rephrase.s0"]
-    assert qr["synth/rows"] == 2 and qr["teacher/requests"] == 4
-    assert m.loc["math.S4.Q0.seeds_only.s0", "synth/rows"] == 4
-    assert m.loc["math.S4.Q0.seeds_only.s0", "teacher/requests"] == 0
-    strategies = [c for c in m.index if ".Q" in c and "seeds_only" not in c]
-    assert sum(m.loc[strategies, "teacher/paid"]) == run.summary["teacher"]["paid"] == run.summary["teacher"]["requests"]
+    aa = m.loc["math.default.S4.Q16.answer_augmentation.epochs.s0"]  # 16 generated rows + the 4 seeds' own
+    assert aa["synth/rows"] == 20 and aa["synth/generated_rows"] == 16
+    assert aa["synth/queries_used"] == 16 and aa["teacher/paid"] + aa["teacher/cached"] == 16
+    # nested budgets pay each distinct request once: Q = 4, 16 and 48 of one seed set pay 48 replies in all
+    aa_cells = [c for c in m.index if ".answer_augmentation." in c]
+    assert sum(m.loc[aa_cells, "teacher/paid"]) == 48 and sum(m.loc[aa_cells, "teacher/cached"]) == 4 + 16
+    nq = m.loc["math.default.S4.Q48.new_question.epochs.s0"]
+    assert nq["synth/queries_used"] <= 48 and nq["teacher/paid"] + nq["teacher/cached"] == nq["synth/queries_used"]
+    assert nq["synth/generated_rows"] <= 48 // 3 and nq["synth/rows"] == nq["synth/generated_rows"] + 4
+    qr = m.loc["math.default.S4.Q4.question_rephrase.epochs.s0"]
+    assert qr["synth/generated_rows"] == 2 and qr["teacher/requests"] == 4
+    assert m.loc["math.S4.seeds_only.epochs.s0", "synth/rows"] == 4
+    assert m.loc["math.S4.seeds_only.epochs.s0", "teacher/requests"] == 0
+    strategies = [c for c in m.index if ".Q" in c]
+    assert sum(m.loc[strategies, "teacher/paid"]) == run.summary["teacher"]["paid"]
+    assert run.summary["teacher"]["paid"] + run.summary["teacher"]["cached"] == run.summary["teacher"]["requests"]
     ex = ResultStore(out / "results.sqlite", create=False).examples()
     assert ex.groupby("cell_id")["example_id"].apply(tuple).nunique() == 1  # the same eval examples everywhere
     rows = [json.loads(line) for line in next((out / "synth").glob("*/data.jsonl")).read_text().splitlines()]
@@ -58,7 +64,10 @@ def test_report_has_curves_table_and_crossover(study, ptlab):
     summary = json.loads((md.parent / "crossover.json").read_text())
     assert summary["crossovers"][0]["status"] in ("crossover", "always", "none")
     assert summary["crossovers"][0]["ratios"] == [1.0, 4.0, 12.0]
-    assert any(w in summary["verdict"] for w in ("Reproduced", "Same direction", "Not reproduced"))
+    assert summary["findings"][0]["claim"].startswith("|S| = 4: new_question overtakes")
+    assert summary["findings"][0]["verdict"] in summary["verdict"]
+    assert "Reproduced" in text or "Same direction" in text or "Not reproduced" in text or "Partly" in text
+    assert "Sensitivity" in text and ("corresponds to" in summary["paper_regime"] or "No regime" in summary["paper_regime"])
 
 
 def test_rerun_after_deleting_one_eval_output_reevaluates_only_that_cell_and_pays_nothing(tmp_path):
@@ -67,7 +76,7 @@ def test_rerun_after_deleting_one_eval_output_reevaluates_only_that_cell_and_pay
     first = run_grid(BUDGET, cfg, quiet=True)
     assert first.summary["teacher"]["paid"] > 0
     before = ResultStore(out / "results.sqlite", create=False).results().set_index(["cell_id", "metric"])["value"]
-    target = "math.S4.Q16.new_question.s0"
+    target = "math.default.S4.Q16.new_question.epochs.s0"
     manifest = json.loads((out / "study.json").read_text())
     assert target in {c["cell_id"] for c in manifest["cells"]}
     plan = next(p for p in BUDGET.plan(cfg, out.resolve()) if p.cell.cell_id == target)
@@ -83,6 +92,21 @@ def test_rerun_after_deleting_one_eval_output_reevaluates_only_that_cell_and_pay
     log = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert log[-1]["ran"] == [target] and log[-1]["teacher"]["paid"] == 0
     assert run_grid(BUDGET, cfg, quiet=True).ran == 0
+
+
+def test_nested_budgets_in_parallel_workers_pay_each_distinct_request_once(tmp_path):
+    """Two worker processes run cells whose answer-augmentation requests nest (Q = 4 within 16 within 48):
+    whichever runs first pays, the other is served from the cache or waits for the payer; 48 paid in all."""
+    out = tmp_path / "s"
+    cfg = budget_config(out, executor="processes", workers=2, references=False,
+                        axes={"strategy": ["answer_augmentation"]},
+                        teacher={"cache_path": str(tmp_path / "replies.sqlite")})
+    run = run_grid(BUDGET, cfg, quiet=True)
+    m = ResultStore(out / "results.sqlite", create=False).results().pivot_table(
+        index="cell_id", columns="metric", values="value", aggfunc="first")
+    assert list(m["synth/queries_used"].sort_values()) == [4, 16, 48]
+    assert m["teacher/paid"].sum() == run.summary["teacher"]["paid"] == 48
+    assert (m["teacher/paid"] + m["teacher/cached"] == m["synth/queries_used"]).all()
 
 
 def test_a_real_teachers_replies_come_from_the_durable_cache_on_rerun(tmp_path, monkeypatch):
@@ -110,9 +134,15 @@ def test_advise_from_results_and_from_defaults(study, ptlab):
     assert advise(10, 1000, weak_teacher=True).strategy == "question_rephrase"
     measured = advise(4, 400, results=out)
     assert measured.source == str(out) and "measured at |S| = 4" in measured.reason
+    # the crossover is only as good as the conditions it was measured in: the advice names them
+    assert "SIMULATED teacher, regime 'default' (" in measured.reason and "answer_paths=4" in measured.reason
+    assert "trained by the epochs rule" in measured.reason
     assert measured.strategy in ("answer_augmentation", "new_question")
     done = ptlab("advise", "--seed-size", "50", "--budget", "5000", "--results", str(out))
     assert done.returncode == 0, done.stderr
+    bad = ptlab("advise", "--seed-size", "50", "--budget", "5000", "--results", str(out), "--regime", "harsh")
+    assert bad.returncode == 2 and bad.stderr == "error: --regime: 'harsh' was not measured in this study " \
+        "(measured: default)\n"
     assert done.stdout.startswith("recommended: ") and "(the measured size nearest to 50)" in done.stdout
 
 
@@ -120,6 +150,7 @@ def test_advise_from_results_and_from_defaults(study, ptlab):
     (["--seed-size", "0", "--budget", "10"], "--seed-size"),
     (["--seed-size", "5", "--budget", "0"], "--budget"),
     (["--seed-size", "5", "--budget", "10", "--results", "/nonexistent/budget-study"], "not found"),
+    (["--seed-size", "5", "--budget", "10", "--regime", "harsh"], "--regime"),
 ])
 def test_advise_bad_input_is_one_line_and_exit_2(ptlab, args, needle):
     done = ptlab("advise", *args)

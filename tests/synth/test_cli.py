@@ -8,7 +8,8 @@ import yaml
 
 
 def test_synth_writes_rows_and_exact_accounting(tmp_path, ptlab):
-    cfg = {"teacher": {"backend": "simulated", "model": "math", "error_rate": 0.0},
+    cfg = {"teacher": {"backend": "simulated", "model": "math",
+                       "simulator": {"answer_error": 0.0, "rephrase_drift": 0.0}},
            "strategy": {"strategy": "question_rephrase", "queries": 40, "verify": "gold"},
            "seeds": {"task": "math", "n": 8, "source": "simulated"}, "output": str(tmp_path / "out")}
     (tmp_path / "synth.yaml").write_text(yaml.safe_dump(cfg))

@@ -161,11 +161,11 @@ def test_token_budget_holds_under_concurrency(home, serve):
     srv = serve()
     reqs = [ChatRequest.user(f"tell me about item {i}", max_tokens=8) for i in range(100)]
     bound = token_upper_bound(reqs[0])
-    teacher = teacher_for(srv, cfg={"concurrency": 32}, budget={"max_tokens": 20 * bound})
+    teacher = teacher_for(srv, cfg={"concurrency": 32}, budget={"max_tokens": 5 * bound})
     out = teacher.generate(reqs)
     rep = teacher.report()
     paid = [r for r in out if r.ok]
-    # echo usage: 5 prompt words + 6 completion words, far under the reserved bound: more than 20 fit
-    assert rep["budget"]["spent_tokens"] == 11 * len(paid) <= 20 * bound
-    assert srv.stats.as_dict()["counts"]["ok"] == rep["paid"] == len(paid) > 20
+    # echo usage: 5 prompt words + 6 completion words, far under the reserved bound: more than 5 fit
+    assert rep["budget"]["spent_tokens"] == 11 * len(paid) <= 5 * bound
+    assert srv.stats.as_dict()["counts"]["ok"] == rep["paid"] == len(paid) > 5
     assert rep["skipped"] == 100 - len(paid) > 0

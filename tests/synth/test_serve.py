@@ -57,7 +57,7 @@ def test_cli_serves_and_rejects_bad_options(tmp_path):
                          env=env, capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
-        "error: --fault-rate/--fault-kinds: fault kinds must be among 500, 429, timeout, malformed (got teapot)"]
+        "error: --fault-rate/--fault-kinds: fault kinds must be among 500, 429, timeout, malformed, late (got teapot)"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "ptlab.synth", "serve", "echo", "--echo", "--port", "0", "--api-key-env", "SERVE_KEY"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

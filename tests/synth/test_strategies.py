@@ -13,7 +13,11 @@ MATH = get_task("math")
 
 
 def simulated(error_rate=0.0, q=None, **kw):
-    teacher = make_teacher({"backend": "simulated", "model": "math", "error_rate": error_rate, **kw},
+    """A simulated teacher whose every error rate is `error_rate` (answers, rephrase drift, invalid questions,
+    checks); replies are cached, in the test session's PTLAB_HOME."""
+    params = {"answer_error": error_rate, "new_question_error": error_rate, "rephrase_drift": error_rate,
+              "new_question_invalid": error_rate, "check_error": error_rate}
+    teacher = make_teacher({"backend": "simulated", "model": "math", "simulator": params, **kw}, cache=False,
                            budget={"max_queries": q})
     seeds = [Seed(e.id, e.prompt, e.answer) for e in teacher.inner.seeds(10)]
     return teacher, seeds

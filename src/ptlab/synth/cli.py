@@ -7,6 +7,7 @@ import sys
 import typer
 
 from ptlab.errors import ConfigError
+from ptlab.synth.errors import RunFailed
 
 
 def register(app: typer.Typer) -> None:
@@ -25,7 +26,11 @@ def register(app: typer.Typer) -> None:
         if config and "=" in config and not config.endswith((".yaml", ".yml")):
             config, args = None, [config, *args]  # only overrides, no file
         cfg = load_config(SynthConfig, config, args)
-        out, result = run_synth(cfg)
+        try:
+            out, result = run_synth(cfg)
+        except RunFailed as e:  # the run failed (exit 1); bad input stays exit 2
+            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+            raise typer.Exit(e.exit_code) from None
         stats = {k: v for k, v in result.stats.items() if k != "teacher"}
         acc = result.stats.get("teacher", {})
         print(f"wrote {len(result.rows)} rows to {out}/data.jsonl")
@@ -43,7 +48,7 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option(None, help="model: torch device (default cpu)"),
         api_key_env: str = typer.Option(None, help="require 'Bearer $VAR' from clients (the variable's name)"),
         fault_rate: float = typer.Option(0.0, help="share of requests answered with an injected fault"),
-        fault_kinds: str = typer.Option("500,timeout,malformed", help="comma list from 500,429,timeout,malformed"),
+        fault_kinds: str = typer.Option("500,timeout,malformed", help="comma list from 500,429,timeout,malformed,late"),
         fault_delay: float = typer.Option(2.0, help="seconds a 'timeout' fault stalls before dropping the connection"),
         fault_seed: int = typer.Option(0, help="seed of the fault draws"),
         latency: float = typer.Option(0.0, help="seconds every reply waits (a slow server)"),

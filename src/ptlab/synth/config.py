@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ptlab.config import Strict
 from ptlab.synth.secrets import env_name_problem, redact_url, url_credentials_problem
+from ptlab.synth.teachers.simulator import SimulatorParams
 
 
 class TeacherConfig(Strict):
@@ -35,14 +36,27 @@ class TeacherConfig(Strict):
     batch_size: int = Field(8, ge=1)
     device: str | None = None
     # simulated
-    error_rate: float = Field(0.1, ge=0, le=1, description="simulated: share of wrong answers")
-    diversity: float = Field(0.5, ge=0, le=1, description="simulated: how far rephrasings/new questions wander")
+    simulator: SimulatorParams = Field(default_factory=SimulatorParams,
+                                       description="simulated: the teacher's declared assumptions (each described)")
     seed: int = 0
     task_knobs: dict[str, Any] = Field(default_factory=dict, description="simulated: the task's difficulty knobs")
     prompts_dir: str | None = Field(None, description="directory of edited prompt templates (<name>.txt)")
     # cache
     cache: bool = True
     cache_path: str | None = Field(None, description="SQLite file; default <PTLAB_HOME>/teacher/replies.sqlite")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        """The simulated teacher's old knobs, named with their replacements (not just 'unknown field')."""
+        if isinstance(data, dict):
+            for old, new in (("error_rate", "simulator.answer_error (and simulator.new_question_error, "
+                                            "simulator.rephrase_drift, simulator.new_question_invalid, "
+                                            "simulator.check_error)"),
+                             ("diversity", "simulator.new_question_pool and simulator.new_question_drift")):
+                if old in data:
+                    raise ValueError(f"{old}: replaced by {new}")
+        return data
 
     @field_validator("api_key_env", mode="before")
     @classmethod
@@ -72,7 +86,19 @@ class TeacherConfig(Strict):
 
 
 class BudgetConfig(Strict):
-    """Limits on what the teacher may be paid for; None means unlimited."""
+    """Limits on what the teacher may be paid for; None means unlimited (see `ptlab.synth.budget`).
+
+    With a `run_id`, spending is recorded in a durable ledger (`ptlab.synth.ledger`) and a
+    restarted run starts from what its earlier attempts spent.
+    """
 
     max_queries: int | None = Field(None, ge=0, description="paid teacher replies (retries are not extra queries)")
     max_tokens: int | None = Field(None, ge=0, description="prompt + completion tokens of paid replies")
+    strict: bool = Field(False, description="count every sent attempt a provider may bill (timeouts, 5xx, "
+                                            "malformed), not only paid replies; each retry needs budget")
+    token_bound: Literal["bytes", "calibrated"] = Field(
+        "bytes", description="bytes: UTF-8 bytes + chat-template overhead + max_tokens (never overrun); "
+                             "calibrated: scaled by the observed tokens per byte (tighter, an estimate)")
+    run_id: str | None = Field(None, min_length=1, max_length=200,
+                               description="the ledger's name for this run (ptlab synth derives one)")
+    ledger_path: str | None = Field(None, description="SQLite ledger; default <PTLAB_HOME>/teacher/ledger.sqlite")

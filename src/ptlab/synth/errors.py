@@ -17,3 +17,12 @@ class AuthError(TeacherError):
 
 class BudgetError(PtlabError):
     """The query or token budget cannot cover even one teacher call."""
+
+
+class RunFailed(TeacherError):
+    """A run whose teacher calls failed past `strategy.max_failed_share`: no dataset is written.
+
+    `ptlab synth` exits 1 on it (the run failed; its input was fine), not 2 (bad input).
+    """
+
+    exit_code = 1

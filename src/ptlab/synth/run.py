@@ -4,6 +4,14 @@ The directory holds `data.jsonl` (TRL `prompt`/`completion` rows with
 provenance columns) and `synth.json` (the config as run, the strategy's
 statistics and the teacher's exact accounting). Neither ever holds an API key:
 the config only names the environment variable.
+
+Every run is a ledger run (`ptlab.synth.ledger`), so its budget is a promise
+across kills and restarts: the run id is a fingerprint of what makes it this
+run — the output path, the teacher's identity (backend, model, server,
+generation settings; not timeouts or concurrency), the strategy and the seeds
+— unless `budget.run_id` names one. A run that finishes is marked complete; a
+run that fails (all or most calls failed: `RunFailed`) writes no dataset and
+stays open, its spending still counted when it is run again.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from pydantic import Field
 from ptlab.atomic import atomic_dir, check_replaceable, write_json
 from ptlab.config import Strict
 from ptlab.errors import ConfigError
+from ptlab.fingerprint import fingerprint
+from ptlab.synth.cache import normal_server
 from ptlab.synth.config import BudgetConfig, TeacherConfig
 from ptlab.synth.secrets import redact_url
 from ptlab.synth.strategies import Seed, StrategyConfig, SynthResult, run_strategy
@@ -86,13 +96,28 @@ def public_config(cfg: SynthConfig) -> dict:
     return data
 
 
+# Teacher settings that change how calls are made, not what a call answers: not part of a run's identity.
+OPERATIONAL = ("api_key_env", "api_key_required", "concurrency", "timeout_s", "max_retries", "backoff_s",
+               "backoff_max_s", "batch_size", "device", "cache", "cache_path")
+
+
+def run_id(cfg: SynthConfig) -> str:
+    """The ledger's name for this run: the same output, teacher, strategy and seeds are the same run."""
+    teacher = {k: v for k, v in cfg.teacher.model_dump().items() if k not in OPERATIONAL}
+    teacher["base_url"] = normal_server(cfg.teacher.base_url) if cfg.teacher.backend == "openai" else None
+    output = str(Path(cfg.output).expanduser().resolve())
+    return "synth-" + fingerprint(output, teacher, cfg.strategy.model_dump(), cfg.seeds.model_dump())
+
+
 def run_synth(cfg: SynthConfig) -> tuple[Path, SynthResult]:
     from ptlab.synth import make_teacher
 
     check_replaceable(Path(cfg.output))  # before any teacher call is paid
     budget = cfg.budget
     if budget.max_queries is None and cfg.strategy.queries is not None:
-        budget = BudgetConfig(max_queries=cfg.strategy.queries, max_tokens=budget.max_tokens)
+        budget = budget.model_copy(update={"max_queries": cfg.strategy.queries})
+    if budget.run_id is None:
+        budget = budget.model_copy(update={"run_id": run_id(cfg)})
     # A bad seed file stops the run before the teacher (and its reply cache) exists.
     file_seeds = read_seed_file(cfg.seeds) if cfg.seeds.source == "jsonl" else None
     with make_teacher(cfg.teacher, budget=budget) as teacher:  # its cache closed here, not at GC time
@@ -103,9 +128,10 @@ def run_synth(cfg: SynthConfig) -> tuple[Path, SynthResult]:
 
             task = get_task(cfg.seeds.task)
         result = run_strategy(teacher, seeds, cfg.strategy, task=task)
-    out = Path(cfg.output)
-    with atomic_dir(out) as tmp:
-        with open(tmp / "data.jsonl", "w") as f:
-            f.writelines(json.dumps(row) + "\n" for row in result.rows)
-        write_json(tmp / "synth.json", {"config": public_config(cfg), "stats": result.stats})
+        out = Path(cfg.output)
+        with atomic_dir(out) as tmp:
+            with open(tmp / "data.jsonl", "w") as f:
+                f.writelines(json.dumps(row) + "\n" for row in result.rows)
+            write_json(tmp / "synth.json", {"config": public_config(cfg), "stats": result.stats})
+        teacher.complete_run()
     return out, result

@@ -12,6 +12,12 @@ answer); NQ 3 (new question, self-check, answer; 2 without the check, and a
 failed check wastes 2). All strategies go round-robin over the seeds, one
 `sample_index` per pass, until Q is spent or `rounds` passes are done.
 
+A run whose calls mostly fail is an error, not a small dataset: when more
+than `max_failed_share` of the requests actually sent got no reply after
+their retries (or all of them did), `run_strategy` raises a one-line
+`RunFailed` naming the first error, and `ptlab synth` writes nothing and exits
+1. (A server that was down used to give exit 0 and an empty dataset.)
+
 Verification (optional): ``gold`` checks an answer against the seed's gold
 answer where the question keeps it (AA, QR) with the task's verifier;
 ``majority`` samples `answers_per_question` answers and keeps those agreeing
@@ -28,7 +34,8 @@ from pydantic import Field
 
 from ptlab.config import Strict
 from ptlab.errors import ConfigError
-from ptlab.synth.teachers.base import ChatReply, ChatRequest
+from ptlab.synth.errors import RunFailed
+from ptlab.synth.teachers.base import BUDGET_SPENT, ChatReply, ChatRequest
 from ptlab.synth.templates import Templates
 
 STRATEGIES = ("answer_augmentation", "question_rephrase", "new_question")
@@ -45,6 +52,8 @@ class StrategyConfig(Strict):
     answers_per_question: int = Field(1, ge=1, description="answers sampled per question (majority needs >= 3)")
     keep_unverified: bool = Field(False, description="keep rows that failed verification (marked verified=False)")
     prompts_dir: str | None = None
+    max_failed_share: float = Field(0.5, ge=0, le=1, description="largest share of sent requests that may get "
+                                    "no reply after retries before the run fails (all failing always fails)")
 
 
 @dataclass
@@ -60,14 +69,18 @@ class SynthResult:
     stats: dict = field(default_factory=dict)
 
 
-class _Ledger:
-    """Q as the strategy sees it: replies consumed (cached or paid); stops on the teacher's budget."""
+class _Quota:
+    """Q as the strategy sees it: replies consumed (cached or paid); stops on the teacher's budget.
+    Also counts the requests sent and those that failed (for `max_failed_share`)."""
 
     def __init__(self, teacher, queries: int | None):
         self.teacher = teacher
         self.left = queries
         self.used = 0
         self.paid = 0
+        self.sent = 0
+        self.failed = 0
+        self.first_error: str | None = None
         self.teacher_budget_spent = False
 
     def can(self, n: int) -> int:
@@ -78,14 +91,28 @@ class _Ledger:
     def ask(self, requests: list[ChatRequest]) -> list[ChatReply]:
         replies = self.teacher.generate(requests) if requests else []
         for r in replies:
-            if r.error == "budget exhausted":
+            if not r.cached and int(r.meta.get("attempts", 1)) > 0:
+                self.sent += 1
+                if not r.ok:
+                    self.failed += 1
+                    if self.first_error is None and r.error != BUDGET_SPENT:
+                        self.first_error = r.error
+            if r.error == BUDGET_SPENT:
                 self.teacher_budget_spent = True
                 continue
             self.used += 1
             self.paid += int(r.meta.get("cost", 0))
         if self.left is not None:
-            self.left -= sum(1 for r in replies if r.error != "budget exhausted")
+            self.left -= sum(1 for r in replies if r.error != BUDGET_SPENT)
         return replies
+
+    def check(self, cfg: StrategyConfig, teacher_name: str) -> None:
+        """Raise `RunFailed` when every sent request failed, or more than the allowed share did."""
+        if self.sent == 0 or (self.failed < self.sent and self.failed <= cfg.max_failed_share * self.sent):
+            return
+        why = f": first error: {self.first_error}" if self.first_error else ""
+        raise RunFailed(f"teacher {teacher_name}: {self.failed} of {self.sent} requests sent got no reply "
+                        f"(strategy.max_failed_share={cfg.max_failed_share}); no dataset written{why}")
 
 
 def run_strategy(teacher, seeds: list[Seed], cfg: StrategyConfig, task=None) -> SynthResult:
@@ -101,8 +128,9 @@ def run_strategy(teacher, seeds: list[Seed], cfg: StrategyConfig, task=None) -> 
     run = _Run(teacher, seeds, cfg, task)
     rows = {"answer_augmentation": run.answer_augmentation, "question_rephrase": run.question_rephrase,
             "new_question": run.new_question}[cfg.strategy]()
-    stats = {"strategy": cfg.strategy, "seeds": len(seeds), "rows": len(rows), "queries_used": run.ledger.used,
-             "queries_paid": run.ledger.paid, "queries_budget": cfg.queries, "rounds": run.rounds_done,
+    run.quota.check(cfg, run.name)
+    stats = {"strategy": cfg.strategy, "seeds": len(seeds), "rows": len(rows), "queries_used": run.quota.used,
+             "queries_paid": run.quota.paid, "queries_budget": cfg.queries, "rounds": run.rounds_done,
              **run.counts}
     if hasattr(teacher, "report"):
         stats["teacher"] = teacher.report()
@@ -116,7 +144,7 @@ class _Run:
         self.cfg = cfg
         self.task = task
         self.t = Templates(cfg.prompts_dir)
-        self.ledger = _Ledger(teacher, cfg.queries)
+        self.quota = _Quota(teacher, cfg.queries)
         self.rounds_done = 0
         self.counts: Counter = Counter()
         self.name = f"{teacher.backend}:{teacher.model}"
@@ -135,10 +163,10 @@ class _Run:
     def _answers(self, items: list[tuple[Seed, str, int, int]], gold_kept: bool) -> list[dict]:
         """Answer each (seed, question, round, queries spent before) with `answers_per_question` samples."""
         per = self.cfg.answers_per_question
-        n = self.ledger.can(len(items) * per) // per
+        n = self.quota.can(len(items) * per) // per
         items = items[:n]
         reqs = [self._req("answer", q, k * per + j) for _, q, k, _ in items for j in range(per)]
-        replies = self.ledger.ask(reqs)
+        replies = self.quota.ask(reqs)
         rows = []
         for i, (seed, question, k, spent) in enumerate(items):
             group = [r for r in replies[i * per : (i + 1) * per] if r.ok]
@@ -187,11 +215,11 @@ class _Run:
         for k in self._rounds():
             items = [(s, s.question, k, 0) for s in self.seeds]
             got = self._answers(items, gold_kept=True)
-            if not got and self.ledger.can(1) == 0:
+            if not got and self.quota.can(1) == 0:
                 break
             rows += got
             self.rounds_done = k + 1
-            if self.ledger.can(1) == 0:
+            if self.quota.can(1) == 0:
                 break
         return rows
 
@@ -199,11 +227,11 @@ class _Run:
         rows = []
         per = self.cfg.answers_per_question
         for k in self._rounds():
-            n = self.ledger.can(len(self.seeds) * (1 + per)) // (1 + per)
+            n = self.quota.can(len(self.seeds) * (1 + per)) // (1 + per)
             if n == 0:
                 break
             batch = self.seeds[:n]
-            rephrased = self.ledger.ask([self._req("rephrase", s.question, k) for s in batch])
+            rephrased = self.quota.ask([self._req("rephrase", s.question, k) for s in batch])
             items = []
             for seed, reply in zip(batch, rephrased):
                 if reply.ok and reply.text.strip():
@@ -219,15 +247,15 @@ class _Run:
         per = self.cfg.answers_per_question
         unit = 1 + int(self.cfg.check) + per
         for k in self._rounds():
-            n = self.ledger.can(len(self.seeds) * unit) // unit
+            n = self.quota.can(len(self.seeds) * unit) // unit
             if n == 0:
                 break
             batch = self.seeds[:n]
-            made = self.ledger.ask([self._req("new_question", s.question, k) for s in batch])
+            made = self.quota.ask([self._req("new_question", s.question, k) for s in batch])
             items = [(s, _as_question(r.text, s.question), k, 1) for s, r in zip(batch, made) if r.ok and r.text.strip()]
             self.counts["failed_new_questions"] += len(batch) - len(items)
             if self.cfg.check and items:
-                checks = self.ledger.ask([self._req("check_question", q, 0, temperature=0.0) for _, q, _, _ in items])
+                checks = self.quota.ask([self._req("check_question", q, 0, temperature=0.0) for _, q, _, _ in items])
                 passed = []
                 for item, c in zip(items, checks):
                     if c.ok and c.text.strip().lower().startswith("yes"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Collection
@@ -93,6 +94,49 @@ class Task(ABC):
         draw from an rng, so `generate(habits=True)` yields the same prompts.
         """
         return None
+
+    # -- variation a teacher draws from (ptlab.synth's simulated teacher); defaults: a task without variation --
+    def solution_paths(self, plan: sp.Plan, n: int, knobs: Any = None) -> list[str]:
+        """Up to `n` distinct correct responses to `plan`, deterministic in (plan, n), the chosen one first."""
+        return [self._rerender(plan, "paths", knobs)["chosen"]]
+
+    def wrong_solution(self, plan: sp.Plan, rng: random.Random, knobs: Any = None, paths: int = 1) -> tuple[str, str]:
+        """(error, response): one incorrect response, its mistake drawn by `rng`, written like one of the first
+        `paths` solution paths."""
+        r = self.render(styled(plan), rng, knobs or self.knobs())
+        return r["error"], r["rejected"]
+
+    def wordings(self, plan: sp.Plan, n: int, knobs: Any = None) -> list[str]:
+        """Up to `n` distinct prompts of `plan` with its meaning, deterministic in (plan, n). Default: renderings
+        under other rngs that leave the plan as it was (a render that redraws part of it changes the meaning)."""
+        out: list[str] = []
+        for j in range(8 * n):
+            p = styled(plan)
+            r = self.render(p, random.Random(f"{self.name}|wording-{j}|{_plan_hash(plan)}"), knobs or self.knobs())
+            if p == styled(plan) and r["prompt"] not in out:
+                out.append(r["prompt"])
+                if len(out) >= n:
+                    break
+        return out
+
+    def perturb_plan(self, plan: sp.Plan, rng: random.Random, knobs: Any = None) -> sp.Plan:
+        """The plan with its meaning changed (another answer); default: another plan."""
+        return self.sample_plan(rng, knobs or self.knobs())
+
+    def near_plan(self, plan: sp.Plan | None, rng: random.Random, knobs: Any = None) -> sp.Plan:
+        """A new plan like `plan` (a seed), from the same distribution; default: a fresh draw."""
+        return self.sample_plan(rng, knobs or self.knobs())
+
+    def far_plan(self, rng: random.Random, knobs: Any = None) -> sp.Plan:
+        """A plan off the distribution `knobs` describe; default: a fresh draw (the task declares no shift)."""
+        return self.sample_plan(rng, knobs or self.knobs())
+
+    def parse_plan(self, prompt: str) -> sp.Plan | None:
+        """The plan behind a prompt this task renders, or None (ill-formed, or the task cannot read prompts)."""
+        return None
+
+    def _rerender(self, plan: sp.Plan, salt: str, knobs: Any) -> dict:
+        return self.render(styled(plan), random.Random(f"{self.name}|{salt}|{_plan_hash(plan)}"), knobs or self.knobs())
 
     # -- shared -------------------------------------------------------------
     def knobs(self, **knobs: Any) -> Any:
@@ -234,6 +278,18 @@ class Task(ABC):
             rng.setstate(cue_rng_state)
             out[variant] = (feat.apply(copy.deepcopy(plan), rng, cue, k), label, cue)
         return out
+
+
+def _plan_hash(plan: sp.Plan) -> str:
+    return hashlib.blake2b(json.dumps(plan, sort_keys=True, default=str).encode(), digest_size=8).hexdigest()
+
+
+def styled(plan: sp.Plan) -> sp.Plan:
+    """A copy of `plan` ready to render (plain styles where it names none)."""
+    plan = copy.deepcopy(plan)
+    plan.setdefault("chosen_style", "plain")
+    plan.setdefault("rejected_style", "plain")
+    return plan
 
 
 def pick(rng: random.Random, seq):

@@ -7,12 +7,21 @@ that number. Rejected solutions contain one realistic mistake: a wrong
 operation for a sentence, an arithmetic slip, a skipped step, the habitual
 stop one step early, or (in shortcut-breaking data) the operation the
 spurious cue suggests.
+
+Two wording families tell the same stories in disjoint sentences (`wording`
+knob): `standard`, the only one in `tiny`'s pretraining corpus, and
+`alternate`, new to it. Each family also has a few openings and question
+sentences that the default rendering never uses, for rephrasings
+(`math_variants`, which also holds the teacher-facing variation: solution
+paths, varied mistakes, perturbed and drifted plans, and a parser).
 """
 
 from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -43,6 +52,46 @@ APPLY = {"+": lambda s, b: s + b, "-": lambda s, b: s - b, "*": lambda s, b: s *
 QUESTION_CUES = {"+": "altogether", "-": "left", "*": "in all", "/": "in the end"}
 
 
+@dataclass(frozen=True)
+class Wording:
+    """A family of sentences. The default rendering uses openings[0], questions[0] and draws step sentences and
+    friends; the other openings and questions exist for rephrasings only."""
+
+    openings: tuple[str, ...]
+    steps: dict  # op -> step sentences ({P} pronoun, {o} object, {n} name, {F} friend, {b} operand, {items})
+    friends: tuple[str, ...]
+    questions: tuple[str, ...]  # {items} {name} {cue}
+    cues: dict  # op -> closing words; None -> the words of no operation
+
+    def cue(self, op: str | None) -> str:
+        return self.cues[op]
+
+
+WORDINGS = {
+    "standard": Wording(
+        openings=("{name} has {start} {items}.", "{name} starts with {start} {items}.",
+                  "At first, {name} has {start} {items}.", "In the beginning {name} has {start} {items}."),
+        steps=STEP_TEXT, friends=tuple(FRIENDS),
+        questions=("How many {items} does {name} have {cue}?", "What is the number of {items} {name} has {cue}?",
+                   "Can you tell how many {items} {name} has {cue}?"),
+        cues={**QUESTION_CUES, None: "now"}),
+    # Disjoint from `standard` sentence by sentence, cue words included: never in `tiny`'s pretraining.
+    "alternate": Wording(
+        openings=("{name} owns {start} {items}.", "There are {start} {items} in {name}'s collection.",
+                  "Initially, {name} owns {start} {items}.", "{name}'s stock is {start} {items}."),
+        steps={"+": ["{n} receives another {b} {items}.", "{P} picks up {b} extra {items}.",
+                     "{F} hands {o} {b} extra {items}."],
+               "-": ["{n} donates {b} {items}.", "{P} uses up {b} {items}.", "{P} trades away {b} {items}."],
+               "*": ["{n}'s supply of {items} is multiplied by {b}.", "{P} ends up with {b} times the {items} from before."],
+               "/": ["{n} shares the {items} evenly among {b} people, keeping a single share.",
+                     "{P} cuts the {items} into {b} equal parts and holds on to just one."]},
+        friends=("A colleague", "A classmate", "An uncle", "The coach"),
+        questions=("What is {name}'s count of {items} {cue}?", "Which number of {items} does {name} own {cue}?",
+                   "What quantity of {items} does {name} own {cue}?"),
+        cues={"+": "combined", "-": "remaining", "*": "overall", "/": "finally", None: "at this point"}),
+}
+
+
 class MathKnobs(Strict):
     """Difficulty: number of steps, size of the quantities, allowed operations."""
 
@@ -51,6 +100,8 @@ class MathKnobs(Strict):
     max_number: int = Field(9, ge=3, le=999, description="quantities are drawn from 1..max_number")
     max_factor: int = Field(4, ge=2, le=12, description="multipliers and divisors are drawn from 2..max_factor")
     ops: str = Field("+-*/", pattern=r"^[+\-*/]{1,4}$")
+    wording: Literal["standard", "alternate"] = Field(
+        "standard", description="sentence family of the prompts; 'alternate' is never in tiny's pretraining")
 
     @model_validator(mode="after")
     def _order(self):
@@ -127,6 +178,17 @@ def render_solution(plan: sp.Plan, steps: list[tuple[int, str, int, int]], style
     return "\n".join(lines + [f"Final answer: {final}"])
 
 
+def render_prompt(plan: sp.Plan, family: Wording, opening: int, choices: list[tuple[int, int]], question: int) -> str:
+    """The prompt of `plan` in `family`: opening sentence, (step sentence, friend) per step, question sentence."""
+    (name, pron, obj), (items, item) = plan["name"], plan["items"]
+    story = [family.openings[opening].format(name=name, start=plan["start"], items=items)]
+    for (op, b), (t, f) in zip(zip(plan["ops"], plan["operands"]), choices):
+        noun = item if b == 1 and op in "+-" else items
+        story.append(family.steps[op][t].format(P=pron, o=obj, n=name, F=family.friends[f], b=b, items=noun))
+    ask = family.questions[question].format(items=items, name=name, cue=family.cue(plan.get("cue")))
+    return f"Question: {' '.join(story)} {ask}\nAnswer:\n"
+
+
 SWAP = {"+": "-", "-": "+", "*": "+", "/": "*"}
 
 
@@ -187,13 +249,11 @@ class MathTask(Task):
         return fill_numbers(plan, rng, knobs)
 
     def render(self, plan: sp.Plan, rng: random.Random, knobs: MathKnobs) -> dict:
-        (name, pron, obj), (items, item) = plan["name"], plan["items"]
-        story = [f"{name} has {plan['start']} {items}."]
-        for op, b in zip(plan["ops"], plan["operands"]):
-            noun = item if b == 1 and op in "+-" else items
-            story.append(pick(rng, STEP_TEXT[op]).format(P=pron, o=obj, n=name, F=pick(rng, FRIENDS), b=b, items=noun))
-        question = f"How many {items} does {name} have {QUESTION_CUES[plan['cue']] if plan['cue'] else 'now'}?"
-        prompt = f"Question: {' '.join(story)} {question}\nAnswer:\n"
+        family = WORDINGS[plan.get("wording", knobs.wording)]
+        # Per step: a sentence, then a friend (the order of the draws is part of what a seed produces).
+        choices = [(int(rng.random() * len(family.steps[op])), int(rng.random() * len(family.friends)))
+                   for op in plan["ops"]]
+        prompt = render_prompt(plan, family, 0, choices, 0)
         gold_steps = chain(plan["start"], plan["ops"], plan["operands"])
         error, wrong_steps = realistic_error(plan, rng)
         return {
@@ -205,6 +265,28 @@ class MathTask(Task):
             "meta": {"steps": len(plan["ops"]), "ops": "".join(plan["ops"]), "start": plan["start"],
                      "operands": plan["operands"]},
         }
+
+    # -- variation a teacher draws from (see math_variants) --------------------------------
+    def solution_paths(self, plan: sp.Plan, n: int, knobs: MathKnobs | None = None) -> list[str]:
+        return _variants.solution_paths(plan, n)
+
+    def wrong_solution(self, plan, rng, knobs=None, paths: int = 1) -> tuple[str, str]:
+        return _variants.wrong_solution(plan, rng, paths)
+
+    def wordings(self, plan: sp.Plan, n: int, knobs: MathKnobs | None = None) -> list[str]:
+        return _variants.wordings(plan, n, knobs or self.knobs())
+
+    def perturb_plan(self, plan: sp.Plan, rng: random.Random, knobs: MathKnobs | None = None) -> sp.Plan:
+        return _variants.perturb(plan, rng, knobs or self.knobs())
+
+    def near_plan(self, plan: sp.Plan | None, rng: random.Random, knobs: MathKnobs | None = None) -> sp.Plan:
+        return _variants.near(plan, rng, knobs or self.knobs())
+
+    def far_plan(self, rng: random.Random, knobs: MathKnobs | None = None) -> sp.Plan:
+        return _variants.far(rng, knobs or self.knobs())
+
+    def parse_plan(self, prompt: str) -> sp.Plan | None:
+        return _variants.parse(prompt)
 
     def habitual_mistake(self, plan: sp.Plan) -> tuple[str, str] | None:
         """Stops one step early: the last event of a story with several is forgotten."""
@@ -319,3 +401,5 @@ FEATURES = [
 ]
 for _f in FEATURES:
     sp.register_feature(MathTask.name, _f)
+
+from ptlab.tasks import math_variants as _variants  # noqa: E402  (it reads this module's tables)

@@ -1,12 +1,17 @@
 """The budget study's numbers: accuracy per (|S|, Q, strategy), crossovers, paired tests.
 
 All read from a study directory's `results.sqlite` (`ptlab.studies.grid.store`): the axes
-(task, seed_size, budget, strategy, seed, ratio) are its columns, the per-example
+(task, regime, exposure, seed_size, budget, strategy, seed, ratio) are its columns, the per-example
 outcomes come from the `examples` table. Every cell is evaluated on the same
 held-out examples, so a condition's outcomes form a (seeds × examples) matrix,
 intervals resample example columns (`ptlab.evaluate.stats`), and two
 strategies are compared with paired tests on the same examples; intervals and p-values include training-seed
 variance as well as the examples' (`ptlab.evaluate.hierarchical`).
+
+A study with several simulator regimes or exposure rules is analysed panel by
+panel: a panel is one (regime, exposure) with the reference cells it shares
+(`panels`); `panel_results` runs every analysis per panel and declares the
+multiple-testing families across them.
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ def condition_table(cells: pd.DataFrame, outcomes: dict) -> pd.DataFrame:
                     "seeds": len(g), "accuracy": est.value, "lo": est.lo, "hi": est.hi, "seed_sd": seed_sd,
                     "n_eval": est.n, "rows": _sum(g, "synth/rows") / len(g),
                     "unique_questions": _sum(g, "synth/unique_prompts") / len(g),
+                    "unique_pairs": _sum(g, "synth/unique_pairs") / len(g),
                     "queries_used": _sum(g, "synth/queries_used"), "paid": _sum(g, "teacher/paid"),
                     "cached": _sum(g, "teacher/cached"), "eval_overlap": _sum(g, "synth/eval_overlap"),
                     "train_steps": _sum(g, "train/steps") / len(g)})
@@ -96,8 +102,12 @@ def _curve(cells: pd.DataFrame, outcomes: dict, size: int, strategy: str) -> dic
 
 
 def crossover_for(cells: pd.DataFrame, outcomes: dict, size: int, n_boot: int = 0, seed: int = 0) -> dict | None:
-    """The NQ-over-AA crossover at one |S| (None when either strategy is missing), with a bootstrap over
-    examples when `n_boot` > 0: the share of resamples with a crossover in range and a 95% interval of it."""
+    """The NQ-over-AA crossover at one |S| (None when either strategy is missing), with a bootstrap when
+    `n_boot` > 0: the share of resamples with a crossover in range and a 95% interval of it.
+
+    The bootstrap resamples both sources of variance, each with one index shared by every condition so the
+    comparison stays paired: training seeds (rows: seed i of every condition is the same seed-set draw and
+    training seed), when every condition has the same two or more; and held-out examples (columns)."""
     a, b = _curve(cells, outcomes, size, CHALLENGER), _curve(cells, outcomes, size, INCUMBENT)
     qs = sorted(q for q in set(a) & set(b) if a[q].size and b[q].size and a[q].shape[1] == b[q].shape[1])
     if not qs:
@@ -109,10 +119,13 @@ def crossover_for(cells: pd.DataFrame, outcomes: dict, size: int, n_boot: int = 
     if n_boot:
         rng = np.random.default_rng(seed)
         n = a[qs[0]].shape[1]
+        seeds = {m.shape[0] for q in qs for m in (a[q], b[q])}
+        n_seeds = seeds.pop() if len(seeds) == 1 else 0
         found = []
         for _ in range(n_boot):
             idx = rng.integers(0, n, n)
-            d = [a[q][:, idx].mean() - b[q][:, idx].mean() for q in qs]
+            rows = rng.integers(0, n_seeds, n_seeds) if n_seeds >= 2 else slice(None)
+            d = [a[q][rows][:, idx].mean() - b[q][rows][:, idx].mean() for q in qs]
             c = find_crossover(ratios, d)
             found.append(c.ratio if c.status == "crossover" else (0.0 if c.status == "always" else np.inf))
         f = np.array(found)
@@ -121,6 +134,7 @@ def crossover_for(cells: pd.DataFrame, outcomes: dict, size: int, n_boot: int = 
         out["boot_share_none"] = float(np.mean(np.isinf(f)))
         lo, hi = np.percentile(f, [2.5, 97.5], method="inverted_cdf")  # no interpolation: f holds inf
         out["boot_lo"], out["boot_hi"] = float(lo), float(hi)  # inf: "no crossover in range" in that tail
+        out["boot_seeds"] = n_seeds >= 2
     return out
 
 
@@ -261,10 +275,99 @@ def crossover_text(c: dict) -> str:
     cross = Crossover(c["status"], c["ratio"], c["lo"], c["hi"], tuple(tuple(x) for x in c["crossings"]))
     text = f"|S| = {c['seed_size']}: {cross.describe(CHALLENGER, INCUMBENT)}"
     if "boot_share_crossover" in c:
-        def show(v):
-            return "∞ (none in range)" if not np.isfinite(v) else ("below range" if v == 0 else f"{v:.3g}")
-
-        text += (f" — bootstrap over examples: crossover in range in {c['boot_share_crossover']:.0%} of resamples, "
+        over = "seeds and examples" if c.get("boot_seeds") else "examples"
+        text += (f" — bootstrap over {over}: crossover in range in {c['boot_share_crossover']:.0%} of resamples, "
                  f"NQ ahead everywhere in {c['boot_share_always']:.0%}, none in {c['boot_share_none']:.0%}; "
-                 f"95% interval of the crossover ratio [{show(c['boot_lo'])}, {show(c['boot_hi'])}]")
+                 f"95% interval of the crossover ratio [{show_ratio(c['boot_lo'])}, {show_ratio(c['boot_hi'])}]")
     return text + "."
+
+
+def show_ratio(v: float | None) -> str:
+    """A bootstrap bound of the crossover ratio: infinite is 'none in range', 0 is 'below the range'."""
+    if v is None or not np.isfinite(v):
+        return "∞ (none in range)"
+    return "below range" if v == 0 else f"{v:.3g}"
+
+
+# ---- panels: one (regime, exposure) at a time ------------------------------------------------------------------
+PANEL = ("regime", "exposure")
+# The paper's finding, in this study's terms: answer augmentation ahead at low Q/|S|, new questions at high, the
+# curves crossing at roughly these ratios (Chan et al. 2024 report ~12-50 depending on |S| and the student).
+PAPER_CROSSOVER = (12.0, 50.0)
+
+
+def panels(cells: pd.DataFrame, order: dict | None = None) -> list[tuple[str, str, pd.DataFrame]]:
+    """(regime, exposure, cells) per panel: its strategy cells plus the references it shares (the base, and the
+    seeds_only cells trained under the same exposure rule). `order`: {"regime": [...], "exposure": [...]}, the
+    config's axis order (default: sorted)."""
+    strat = cells[cells["strategy"].isin(STRATEGY_ORDER)]
+    keys = {tuple(k) for k in strat[list(PANEL)].drop_duplicates().itertuples(index=False)}
+    rank = {ax: {v: i for i, v in enumerate((order or {}).get(ax, []))} for ax in PANEL}
+    out = []
+    for regime, exposure in sorted(keys, key=lambda k: (rank["regime"].get(k[0], 1e9), k[0],
+                                                        rank["exposure"].get(k[1], 1e9), k[1])):
+        own = strat[(strat["regime"] == regime) & (strat["exposure"] == exposure)]
+        refs = cells[(cells["strategy"] == "base")
+                     | ((cells["strategy"] == "seeds_only") & (cells["exposure"] == exposure))]
+        out.append((regime, exposure, pd.concat([refs, own], ignore_index=True)))
+    return out
+
+
+def pattern(low: float, high: float) -> str:
+    """Which strategy leads at each end of the measured Q/|S| range (NQ − AA at the lowest and highest ratio)."""
+    lead = lambda d: "NQ" if d > 0 else "AA" if d < 0 else "tie"  # noqa: E731
+    lo, hi = lead(low), lead(high)
+    if lo == "AA" and hi == "NQ":
+        return "AA low → NQ high (the paper's)"
+    if lo == hi:
+        return f"{lo} at both ends" if lo != "tie" else "tie at both ends"
+    return f"{lo} low → {hi} high"
+
+
+def panel_results(cells: pd.DataFrame, outcomes: dict, order: dict | None = None, n_boot: int = 0) -> dict:
+    """Every analysis of every panel, with `regime` and `exposure` columns, and the families declared across them:
+    strategy comparisons Holm-adjusted within (regime, exposure, |S|); crossover tests Holm-adjusted over every
+    crossover claim of the study (all panels and sizes), since a sensitivity study asks them together."""
+    from ptlab.evaluate.multiple import holm
+
+    tables, tests, comps, ctests, cross = [], [], [], [], []
+    for regime, exposure, g in panels(cells, order):
+        tag = {"regime": regime, "exposure": exposure}
+        tables.append(condition_table(g, outcomes).assign(**tag))
+        tests.append(end_tests(g, outcomes).assign(**tag))
+        comps.append(strategy_comparisons(g, outcomes).assign(**tag))
+        ctests.append(crossover_tests(g, outcomes).assign(**tag))
+        cross += [{**tag, **c} for c in crossovers(g, outcomes, n_boot)]
+    cat = lambda parts: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()  # noqa: E731
+    ct = cat(ctests)
+    if not ct.empty:
+        ct["p_adj"] = holm(ct["p"].to_numpy(float))
+    return {"table": cat(tables), "end_tests": cat(tests), "comparisons": cat(comps), "crossover_tests": ct,
+            "crossovers": cross}
+
+
+def sensitivity_table(results: dict) -> pd.DataFrame:
+    """One row per (regime, exposure, |S|): NQ − AA at both ends with intervals, the pattern, the crossover ratio
+    and its bootstrap interval, and whether it matches the paper's finding (pattern and crossover range)."""
+    ends = results["end_tests"]
+    by = {(c["regime"], c["exposure"], c["seed_size"]): c for c in results["crossovers"]}
+    rows = []
+    if ends.empty:
+        return pd.DataFrame(rows)
+    for (regime, exposure, size), g in ends.groupby(["regime", "exposure", "seed_size"], sort=False):
+        low, high = g[g["end"] == "lowest"], g[g["end"] == "highest"]
+        if low.empty or high.empty:
+            continue
+        lo, hi = low.iloc[0], high.iloc[0]
+        c = by.get((regime, exposure, int(size)), {})
+        shape = pattern(lo["diff"], hi["diff"])
+        in_range = c.get("status") == "crossover" and PAPER_CROSSOVER[0] <= c["ratio"] <= PAPER_CROSSOVER[1]
+        both_sig = lo["hi"] < 0 and hi["lo"] > 0
+        rows.append({"regime": regime, "exposure": exposure, "seed_size": int(size),
+                     "low_ratio": lo["ratio"], "gap_low": lo["diff"], "gap_low_lo": lo["lo"], "gap_low_hi": lo["hi"],
+                     "high_ratio": hi["ratio"], "gap_high": hi["diff"], "gap_high_lo": hi["lo"],
+                     "gap_high_hi": hi["hi"], "pattern": shape, "status": c.get("status"),
+                     "crossover": c.get("ratio"), "boot_lo": c.get("boot_lo"), "boot_hi": c.get("boot_hi"),
+                     "paper_pattern": shape.startswith("AA low → NQ high"), "paper_pattern_significant": both_sig,
+                     "crossover_in_paper_range": bool(in_range)})
+    return pd.DataFrame(rows)

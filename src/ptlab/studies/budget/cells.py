@@ -1,8 +1,11 @@
 """The budget study's cells and their cached steps: synth → train → eval.
 
-A cell is (task, |S|, Q, strategy, seed); the reference cells are `seeds_only`
-(SFT on the seed set's own solutions, Q = 0) per |S| and seed, and one `base`
-cell (the untrained model). Each step has a fingerprint of its inputs and a
+A cell is (task, regime, exposure, |S|, Q, strategy, seed); the reference cells
+are `seeds_only` (SFT on the seed set's own solutions, Q = 0) per exposure, |S|
+and seed (no teacher is asked, so they serve every regime: regime "-"), and one
+`base` cell (the untrained model; regime and exposure "-"). The synthetic data
+of a cell depends on its regime, never on its exposure rule, so both rules
+train on the very same rows. Each step has a fingerprint of its inputs and a
 directory keyed by it (the same idea as `ptlab.studies.spurious.cells`), so a re-run, a
 resumed run or a grid with more values does only what is missing:
 
@@ -26,7 +29,8 @@ from ptlab.fingerprint import fingerprint
 from ptlab.studies.budget.config import BudgetStudyConfig
 from ptlab.studies.grid.steps import Step, model_key
 
-CELL_VERSION = "budget-cell/1"  # bump when what a step produces changes
+CELL_VERSION = "budget-cell/2"  # bump when what a step produces changes
+SHARED = "-"  # the regime (and, for the base, the exposure) of a cell that does not depend on it
 # Teacher settings that change how replies are fetched or stored, never what they are.
 _TRANSPORT = {"cache", "cache_path", "concurrency", "timeout_s", "max_retries", "backoff_s", "backoff_max_s",
               "api_key_env", "api_key_required", "batch_size", "device"}
@@ -39,30 +43,37 @@ class BudgetCell:
     budget: int  # Q; 0 for the reference cells
     strategy: str  # a synth strategy, "seeds_only" or "base"
     seed: int
+    regime: str = "default"  # a name in the config's `regimes`; SHARED for the reference cells
+    exposure: str = "epochs"  # "epochs" | "steps"; SHARED for the base
 
     @property
     def cell_id(self) -> str:
         if self.strategy == "base":
             return f"{self.task}.base"
-        return f"{self.task}.S{self.seed_size}.Q{self.budget}.{self.strategy}.s{self.seed}"
+        if self.strategy == "seeds_only":
+            return f"{self.task}.S{self.seed_size}.seeds_only.{self.exposure}.s{self.seed}"
+        return f"{self.task}.{self.regime}.S{self.seed_size}.Q{self.budget}.{self.strategy}.{self.exposure}.s{self.seed}"
 
     @property
     def ratio(self) -> float:
         return self.budget / self.seed_size if self.seed_size else 0.0
 
     def as_dict(self) -> dict:
-        return {"cell_id": self.cell_id, "task": self.task, "seed_size": self.seed_size, "budget": self.budget,
-                "strategy": self.strategy, "seed": self.seed, "ratio": self.ratio}
+        return {"cell_id": self.cell_id, "task": self.task, "regime": self.regime, "exposure": self.exposure,
+                "seed_size": self.seed_size, "budget": self.budget, "strategy": self.strategy, "seed": self.seed,
+                "ratio": self.ratio}
 
 
 def expand(cfg: BudgetStudyConfig) -> list[BudgetCell]:
-    """Every cell, grouped by (seed, |S|) so cells sharing a seed set run close together."""
+    """Every cell, grouped by (seed, |S|, regime) so cells sharing a seed set and a teacher run close together."""
     a = cfg.axes
-    cells = [BudgetCell(cfg.task, 0, 0, "base", 0)] if cfg.references else []
+    cells = [BudgetCell(cfg.task, 0, 0, "base", 0, SHARED, SHARED)] if cfg.references else []
     for seed, size in itertools.product(a.seed, a.seed_size):
         if cfg.references:
-            cells.append(BudgetCell(cfg.task, size, 0, "seeds_only", seed))
-        cells += [BudgetCell(cfg.task, size, q, s, seed) for s, q in itertools.product(a.strategy, a.budget)]
+            cells += [BudgetCell(cfg.task, size, 0, "seeds_only", seed, SHARED, e) for e in a.exposure]
+        for regime in a.regime:
+            cells += [BudgetCell(cfg.task, size, q, s, seed, regime, e)
+                      for s, q, e in itertools.product(a.strategy, a.budget, a.exposure)]
     return cells
 
 
@@ -113,21 +124,24 @@ def plan_cell(cfg: BudgetStudyConfig, cell: BudgetCell, root: Path, model_dir: s
     synth = train = train_config = None
     synth_args: dict = {}
     if cell.strategy != "base":
-        teacher = cfg.teacher.model_dump(mode="json")
+        teacher = cfg.teacher_for(cfg.axes.regime[0] if cell.regime == SHARED else cell.regime)
         synth_args = {"task": cell.task, "n": cell.seed_size, "seed": cell.seed, "seeds": cfg.seeds.model_dump(),
-                      "teacher": teacher, "strategy": None}
-        identity = {**synth_args, "seeds": _seeds_identity(cfg),
+                      "teacher": teacher, "strategy": None, "include_seeds": cfg.data.include_seeds,
+                      "eval_path": str(ev_file.path)}
+        identity = {**synth_args, "seeds": _seeds_identity(cfg), "eval_path": ev_file.fingerprint,
                     "teacher": {k: v for k, v in teacher.items() if k not in _TRANSPORT}}
         if cell.strategy != "seeds_only":
             synth_args["strategy"] = identity["strategy"] = cfg.strategy_config(cell.strategy, cell.budget).model_dump()
         else:
             identity.pop("teacher")  # the seed set alone: no teacher is asked
+            identity.pop("include_seeds")
         synth_fp = fingerprint(CELL_VERSION, TASKS_VERSION, identity)
         synth = Step(synth_fp, root / "synth" / synth_fp)
         t = cfg.train
         train_config = {"model": model_dir, "objective": "sft", "params": {},
                         "data": {"path": str(synth.path / "data.jsonl")}, "seed": cell.seed,
-                        "batch_size": t.batch_size, "epochs": t.epochs, "max_steps": t.max_steps, "lr": t.lr,
+                        "batch_size": t.batch_size, "epochs": t.epochs,
+                        "max_steps": t.steps if cell.exposure == "steps" else None, "lr": t.lr,
                         "warmup_ratio": t.warmup_ratio, "scheduler": t.scheduler, "max_length": t.max_length,
                         "save_every": t.save_every, "retention": t.retention, "log_every": 10, "precision": "fp32"}
         train_fp = fingerprint(CELL_VERSION, synth_fp, mkey,

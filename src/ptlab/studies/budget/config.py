@@ -1,8 +1,12 @@
-"""The budget study's config: axes (seed-set size × budget × strategy × seed) and fixed settings.
+"""The budget study's config: axes (regime × exposure × seed-set size × budget × strategy × seed) and fixed settings.
 
-    axes:    |S| × Q × strategy × seed — the grid (plus reference cells: the base
-             model, and SFT on the seed set alone, Q = 0)
-    teacher: any `ptlab.synth` teacher (simulated by default; hf / openai work the same)
+    axes:     |S| × Q × strategy × seed — the grid (plus reference cells: the base
+              model, and SFT on the seed set alone, Q = 0) — in every simulator
+              regime (`axes.regime`, named in `regimes`) and under every exposure
+              rule (`axes.exposure`: a fixed number of epochs, or equal optimizer steps)
+    teacher:  any `ptlab.synth` teacher (simulated by default; hf / openai work the same)
+    regimes:  name → overrides of `teacher.simulator` (the simulated teacher's declared
+              assumptions), so a sensitivity study varies them like any other axis
     seeds / synth / data / train / eval: fixed settings shared by every cell
 
 `check_config` validates everything against the registries (task, strategies,
@@ -31,6 +35,11 @@ class BudgetAxes(Strict):
     strategy: list[str] = Field(default_factory=lambda: list(STRATEGIES))
     seed: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], description="seed-set draw and training seed; "
                             "5 give the seed variance in every interval 4 degrees of freedom")
+    regime: list[str] = Field(default_factory=lambda: ["default"], description="simulator regimes (names in "
+                              "`regimes`): the simulated teacher's assumptions, varied one at a time")
+    exposure: list[Literal["epochs", "steps"]] = Field(
+        default_factory=lambda: ["epochs", "steps"], description="epochs: train.epochs passes over each cell's rows (the "
+        "paper's rule); steps: train.steps optimizer steps for every cell (equal compute)")
 
 
 class SeedSource(Strict):
@@ -45,11 +54,13 @@ class BudgetData(Strict):
     n_eval: int = Field(200, gt=0, description="held-out examples, the same for every cell")
     eval_seed: int = 1000
     eval_split: Literal["eval_id"] = "eval_id"
+    include_seeds: bool = Field(True, description="every strategy's training rows include the seed set's own "
+                                "solutions (the seeds_only rows) besides what the teacher generated")
 
 
 class BudgetTrain(Strict):
-    epochs: float = Field(3.0, gt=0, description="passes over each cell's rows (the paper: 3 epochs)")
-    max_steps: int | None = Field(None, gt=0, description="set for a fixed number of steps per cell instead")
+    epochs: float = Field(3.0, gt=0, description="exposure epochs: passes over each cell's rows (the paper: 3)")
+    steps: int = Field(200, gt=0, description="exposure steps: optimizer steps of every cell, whatever its rows")
     batch_size: int = Field(16, gt=0)
     lr: float = Field(5e-4, gt=0)
     warmup_ratio: float = Field(0.03, ge=0, le=1)
@@ -62,7 +73,8 @@ class BudgetTrain(Strict):
 
 class BudgetEval(Strict):
     batch_size: int = Field(64, gt=0)
-    max_new_tokens: int | None = Field(None, gt=0, description="default: the task's tight budget")
+    max_new_tokens: int | None = Field(48, gt=0, description="room for the longest solution path a teacher writes "
+                                       "(the task's tight default, 32 for math, cuts some of them off)")
 
 
 class BudgetStudyConfig(Strict):
@@ -73,6 +85,9 @@ class BudgetStudyConfig(Strict):
     axes: BudgetAxes = Field(default_factory=BudgetAxes)
     references: bool = Field(True, description="also run the base model and SFT on the seeds alone (Q = 0)")
     teacher: TeacherConfig = Field(default_factory=lambda: TeacherConfig(backend="simulated", model="math"))
+    regimes: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {"default": {}}, description="name → overrides of teacher.simulator (simulated "
+        "teacher only); `axes.regime` picks which run")
     seeds: SeedSource = Field(default_factory=SeedSource)
     synth: dict[str, Any] = Field(default_factory=dict, description="ptlab.synth StrategyConfig settings "
                                   "(temperature, check, verify, ...) except strategy / queries / rounds")
@@ -93,6 +108,14 @@ class BudgetStudyConfig(Strict):
         except Exception:  # noqa: BLE001 - invalid settings: check_config names the field
             pass
         return fixed
+
+    def teacher_for(self, regime: str) -> dict:
+        """The teacher config (a plain dict) of one regime: `teacher` with the regime's simulator overrides."""
+        teacher = self.teacher.model_dump(mode="json")
+        overrides = self.regimes.get(regime, {})
+        if overrides:
+            teacher["simulator"] = {**teacher.get("simulator", {}), **overrides}
+        return teacher
 
     def strategy_config(self, strategy: str, queries: int):
         from ptlab.synth.strategies import StrategyConfig
@@ -115,6 +138,7 @@ def check_config(cfg: BudgetStudyConfig) -> None:
         bad = [v for v in getattr(cfg.axes, name) if v < 1]
         if bad:
             raise ConfigError(f"axes.{name}: every value must be >= 1 (got {bad[0]})")
+    check_regimes(cfg)
     for s in cfg.axes.strategy:
         if s not in STRATEGIES:
             raise ConfigError(f"axes.strategy: unknown strategy {s!r}; choose from {', '.join(STRATEGIES)}")
@@ -142,7 +166,21 @@ def check_config(cfg: BudgetStudyConfig) -> None:
     if cfg.seeds.source == "jsonl" and not cfg.seeds.path:
         raise ConfigError("seeds.path: seeds.source jsonl needs a path")
     if cfg.seeds.source == "jsonl":
-        check_seed_file(cfg.seeds.path, need_completion=cfg.references)
+        check_seed_file(cfg.seeds.path, need_completion=cfg.references or cfg.data.include_seeds)
+
+
+def check_regimes(cfg: BudgetStudyConfig) -> None:
+    """Every regime named on the axis exists, overrides only the simulated teacher, and makes a valid teacher."""
+    from ptlab.config import validate
+
+    for name in cfg.axes.regime:
+        if name not in cfg.regimes:
+            raise ConfigError(f"axes.regime: {name!r} is not defined under `regimes` (defined: "
+                              f"{', '.join(sorted(cfg.regimes)) or 'none'})")
+        if cfg.regimes[name] and cfg.teacher.backend != "simulated":
+            raise ConfigError(f"regimes.{name}: overrides the simulated teacher's assumptions, but teacher.backend "
+                              f"is {cfg.teacher.backend!r}; leave the regime empty ({{}}) for a real teacher")
+        validate(TeacherConfig, cfg.teacher_for(name), source=f"regimes.{name}")
 
 
 def _seed_text(row: dict, field: str, where: str) -> None:
@@ -169,7 +207,8 @@ def check_seed_file(path: str, need_completion: bool) -> None:
             raise ConfigError(f"{where}: 'answer' must be a string or a number (got {answer!r})")
         if need_completion:
             if row.get("completion") is None:
-                raise ConfigError(f"{where}: the seeds_only reference (references: true) needs a 'completion'")
+                raise ConfigError(f"{where}: the seed rows (references: true or data.include_seeds: true) need a "
+                                  "'completion'")
             _seed_text(row, "completion", where)
         n += 1
     if n == 0:

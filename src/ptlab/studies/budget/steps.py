@@ -1,8 +1,11 @@
 """Running one budget-study cell: synth → train → eval, each step skipped when its output exists.
 
 The synth step asks the teacher (through `ptlab.synth`: reply cache, budget,
-accounting) for at most Q replies with one strategy; train and eval are the
-spurious study's steps (`ptlab.studies.spurious.steps.run_train` / `run_eval`). A cell
+accounting) for at most Q replies with one strategy, and (`data.include_seeds`)
+adds the seed set's own solutions, which every strategy starts from. Rows whose
+question is a held-out question are dropped and counted (`eval_overlap_removed`):
+a student must never meet a test question in training, whoever wrote it. Train
+and eval are the spurious study's steps (`ptlab.studies.spurious.steps.run_train` / `run_eval`). A cell
 whose strategy produced no rows (Q smaller than one row's cost) is evaluated as
 the base model. Outputs are written atomically; a killed worker leaves a
 finished step or nothing (training leaves checkpoints that the next run resumes).
@@ -20,7 +23,8 @@ from ptlab.studies.budget.cells import BudgetPlan
 from ptlab.studies.grid.steps import prepare_worker, run_eval, run_train
 
 # Accounting keys summed over a run (what `ptlab study budget` reports it paid).
-ACCOUNT_KEYS = ("requests", "paid", "cached", "deduplicated", "failed", "skipped", "prompt_tokens", "completion_tokens")
+ACCOUNT_KEYS = ("requests", "paid", "cached", "awaited", "deduplicated", "failed", "skipped", "charged_failures",
+                "prompt_tokens", "completion_tokens")
 
 
 def ensure_eval_rows(path: Path, args: dict) -> None:
@@ -49,57 +53,87 @@ def _seed_rows(args: dict, teacher) -> list[dict]:
         rows = [row for _, row in iter_jsonl(s["path"])][: args["n"]]
         if any(not r.get("completion") for r in rows):
             raise ConfigError(f"seeds.path: {s['path']}: the seeds_only reference needs a 'completion' in every row")
-        return [{"prompt": r.get("prompt") or r["question"], "completion": r["completion"], "strategy": "seeds_only",
+        return [{"prompt": r.get("prompt") or r["question"], "completion": r["completion"], "strategy": "seed",
                  "seed_id": str(r.get("id", i)), "cost": 0} for i, r in enumerate(rows)]
-    return [{"prompt": e.prompt, "completion": e.chosen, "strategy": "seeds_only", "seed_id": e.id, "cost": 0}
+    return [{"prompt": e.prompt, "completion": e.chosen, "strategy": "seed", "seed_id": e.id, "cost": 0}
             for e in examples]
 
 
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def drop_held_out(rows: list[dict], eval_path: str) -> tuple[list[dict], int]:
+    """`rows` without those whose prompt is a held-out question, and how many were dropped."""
+    held = {_norm(row["prompt"]) for _, row in iter_jsonl(eval_path)}
+    kept = [r for r in rows if _norm(r["prompt"]) not in held]
+    return kept, len(rows) - len(kept)
+
+
 def run_synth(plan: BudgetPlan) -> tuple[dict, dict]:
-    """(the step's record, what this call paid); the record holds rows' count, stats and teacher accounting."""
+    """(the step's record, what this call paid); the record holds rows' count, stats and teacher accounting.
+
+    Each cell's spending is a run of its own in the durable teacher ledger (run id: the step's fingerprint),
+    so a killed and restarted cell never pays past its Q; every cell shares the reply cache and its in-flight
+    claims, so cells with nested budgets pay each distinct request once, whatever the executor."""
     out = plan.synth.path
     if (out / "synth.json").is_file():
         return json.loads((out / "synth.json").read_text()), dict.fromkeys(ACCOUNT_KEYS, 0)
     from ptlab.synth import BudgetConfig, make_teacher
+
+    args = plan.synth_args
+    strategy = args["strategy"]
+    budget = (BudgetConfig(max_queries=strategy["queries"], run_id=f"budget-{plan.synth.fingerprint}")
+              if strategy else None)
+    # the shared durable cache, where the backend allows; closed on leaving, not at GC time
+    with make_teacher(args["teacher"], budget=budget) as teacher:
+        rows, stats = _synth_rows(args, teacher)
+        rows, stats["eval_overlap_removed"] = drop_held_out(rows, args["eval_path"])
+        account = {k: teacher.accounting.as_dict()[k] for k in ACCOUNT_KEYS}
+        record = {"stats": stats, "teacher": teacher.report(), "rows": len(rows),
+                  "unique_prompts": len({_norm(r["prompt"]) for r in rows}),
+                  "unique_pairs": len({(_norm(r["prompt"]), _norm(r["completion"])) for r in rows})}
+        with atomic_dir(out) as tmp:
+            write_text(tmp / "data.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+            write_json(tmp / "synth.json", record)
+        if strategy:
+            teacher.complete_run()  # the data is safely written: this cell's run is over
+    return record, account
+
+
+def _synth_rows(args: dict, teacher) -> tuple[list[dict], dict]:
+    """The cell's training rows and the strategy's statistics: the seed rows alone (seeds_only), or what the
+    strategy generated under Q, after the seed rows where `include_seeds`."""
     from ptlab.synth.run import SeedsConfig, load_seeds
     from ptlab.synth.strategies import StrategyConfig, run_strategy
     from ptlab.tasks import get_task
 
-    args = plan.synth_args
     strategy = args["strategy"]
-    budget = BudgetConfig(max_queries=strategy["queries"]) if strategy else None
-    # the shared durable cache, where the backend allows; closed on leaving, not at GC time
-    with make_teacher(args["teacher"], budget=budget) as teacher:
-        if strategy is None:
-            rows = _seed_rows(args, teacher)
-            stats = {"strategy": "seeds_only", "seeds": args["n"], "rows": len(rows), "queries_used": 0,
-                     "queries_paid": 0}
-        else:
-            seeds = load_seeds(SeedsConfig(task=args["task"], n=args["n"], seed=args["seed"], **args["seeds"]),
-                               teacher)
-            result = run_strategy(teacher, seeds, StrategyConfig(**strategy), task=get_task(args["task"]))
-            rows, stats = result.rows, {k: v for k, v in result.stats.items() if k != "teacher"}
-    account = {k: teacher.accounting.as_dict()[k] for k in ACCOUNT_KEYS}
-    record = {"stats": stats, "teacher": teacher.report(), "rows": len(rows),
-              "unique_prompts": len({" ".join(r["prompt"].split()) for r in rows})}
-    with atomic_dir(out) as tmp:
-        write_text(tmp / "data.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-        write_json(tmp / "synth.json", record)
-    return record, account
+    if strategy is None:
+        rows = _seed_rows(args, teacher)
+        return rows, {"strategy": "seeds_only", "seeds": args["n"], "rows": len(rows), "queries_used": 0,
+                      "queries_paid": 0, "generated_rows": 0}
+    seeds = load_seeds(SeedsConfig(task=args["task"], n=args["n"], seed=args["seed"], **args["seeds"]), teacher)
+    result = run_strategy(teacher, seeds, StrategyConfig(**strategy), task=get_task(args["task"]))
+    rows, stats = result.rows, {k: v for k, v in result.stats.items() if k != "teacher"}
+    stats["generated_rows"] = len(rows)
+    if args.get("include_seeds"):
+        rows = _seed_rows(args, teacher) + rows
+    return rows, stats
 
 
 def _eval_overlap(plan: BudgetPlan) -> int:
-    """Training rows whose question is one of the held-out questions (leakage, reported not removed)."""
-    eval_path = next(iter(plan.eval_files.values())).path
-    held = {" ".join(row["prompt"].split()) for _, row in iter_jsonl(eval_path)}
-    return sum(" ".join(row["prompt"].split()) in held for _, row in iter_jsonl(plan.synth.path / "data.jsonl"))
+    """Training rows whose question is one of the held-out questions, as trained on (0 unless the filter failed)."""
+    rows = [row for _, row in iter_jsonl(plan.synth.path / "data.jsonl")]
+    return len(rows) - len(drop_held_out(rows, next(iter(plan.eval_files.values())).path)[0])
 
 
 def _synth_metrics(record: dict) -> dict:
-    m = {"synth/rows": record["rows"], "synth/unique_prompts": record["unique_prompts"]}
-    for k, v in record["stats"].items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None:
-            m[f"synth/{k}"] = v
+    """The step's numbers as metrics; `synth/rows` counts what is trained on (seed rows included)."""
+    m = {f"synth/{k}": v for k, v in record["stats"].items()
+         if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    m.update({"synth/rows": record["rows"], "synth/unique_prompts": record["unique_prompts"],
+              "synth/unique_pairs": record.get("unique_pairs", record["rows"])})
     for k in ACCOUNT_KEYS:
         m[f"teacher/{k}"] = record["teacher"].get(k, 0)
     return m

@@ -23,8 +23,11 @@ from ptlab.studies.grid.model_grid import ModelGridStudy
 # `--quick`: one seed, a smaller grid and evaluation; applied before the config file and the overrides.
 QUICK = {
     "output_dir": "runs/study-budget-quick",
-    "axes": {"seed_size": [25], "budget": [25, 100, 400, 1600], "seed": [0]},
+    "axes": {"seed_size": [25], "budget": [25, 100, 400, 1600], "seed": [0], "exposure": ["epochs", "steps"]},
     "data": {"n_eval": 100},
+    # the math template family `tiny` never read: the student learns the task from the seeds and the teacher
+    "seeds": {"knobs": {"wording": "alternate"}},
+    "teacher": {"backend": "simulated", "model": "math", "task_knobs": {"wording": "alternate"}},
 }
 
 
@@ -33,9 +36,9 @@ class BudgetStudy(ModelGridStudy):
     help = "Synthetic data under a budget: answer augmentation vs question rephrase vs new question over |S| x Q."
     config_model = BudgetStudyConfig
     quick = QUICK
-    study_format = "ptlab-study-budget/2"  # /2: the results store keeps the study's own axes
+    study_format = "ptlab-study-budget/3"  # /3: regime and exposure axes
     cell_version = CELL_VERSION
-    axes = ("task", "seed_size", "budget", "strategy", "seed", "ratio")
+    axes = ("task", "regime", "exposure", "seed_size", "budget", "strategy", "seed", "ratio")
     runner = staticmethod(run_budget_cell)
     check_config = staticmethod(check_config)
     expand = staticmethod(expand)

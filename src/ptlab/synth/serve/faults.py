@@ -3,9 +3,12 @@
 Each request draws from a seeded generator: with probability `rate` it gets one
 of `kinds` instead of an answer — ``500`` (an internal error), ``429`` (rate
 limited, with Retry-After), ``timeout`` (the server stalls `delay_s`, then drops
-the connection without a reply) or ``malformed`` (HTTP 200 with a body that is
-not a chat completion). The server counts every fault it injects, so a test can
-check a client's accounting against the server's.
+the connection without a reply), ``malformed`` (HTTP 200 with a body that is
+not a chat completion) or ``late`` (the server does the work and counts it as
+served, as a provider bills it, but replies only after `delay_s`: a client
+whose timeout is shorter never sees the reply it paid for). The server counts
+every fault it injects, so a test can check a client's accounting against the
+server's.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import random
 import threading
 
-KINDS = ("500", "429", "timeout", "malformed")
+KINDS = ("500", "429", "timeout", "malformed", "late")
 DEFAULT_KINDS = ("500", "timeout", "malformed")
 
 MALFORMED_BODIES = (

@@ -161,6 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
             fault, variant = srv.faults.draw()
             if fault is not None:
                 srv.stats.add(f"fault_{fault}")
+            if fault is not None and fault != "late":  # a late reply is served (and counted "ok"), only late
                 self._inject(fault, variant)
                 return
             parsed = parse_request(kind, decode_json(raw), srv.model_name, srv.limits)
@@ -175,9 +176,9 @@ class _Handler(BaseHTTPRequestHandler):
         if parsed.stream:
             self._stream(parsed, cid, digest)
         else:
-            self._complete(parsed, cid, digest)
+            self._complete(parsed, cid, digest, late_s=srv.faults.delay_s if fault == "late" else 0.0)
 
-    def _complete(self, parsed: Parsed, cid: str, digest: str) -> None:
+    def _complete(self, parsed: Parsed, cid: str, digest: str, late_s: float = 0.0) -> None:
         srv = self.server
         futures = [srv.submit(r) for r in parsed.requests]
         try:
@@ -187,6 +188,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(500, error_payload(f"generation failed: {e}", "server_error", code="generation_failed"))
             return
         srv.stats.add("ok", digest)
+        if late_s:
+            time.sleep(late_s)  # served and counted, but the client may have given up by now
         self._reply(200, completion_body(parsed, cid, srv.model_name, done))
 
     def _stream(self, parsed: Parsed, cid: str, digest: str) -> None:

@@ -85,8 +85,14 @@ class ReplyHooks(Protocol):
         ...
 
     def done(self, index: int, reply: ChatReply) -> None:
-        """As soon as request `index` has its final reply (success or error)."""
+        """As soon as request `index` has its final reply (success or error). A failed reply's
+        ``meta["billable"]`` says whether its last attempt may have been billed (default: yes)."""
         ...
+
+    # Optional (a backend that retries calls it when the hooks have it):
+    #   retry(index, billable) -> bool | None: right before request `index` is sent again after a
+    #   failed attempt (`billable`: the provider may have billed that attempt). True send it;
+    #   False give up, ending the request with a BUDGET_SPENT error; None not yet (as for admit).
 
 
 @runtime_checkable

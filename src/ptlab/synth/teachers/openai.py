@@ -10,6 +10,12 @@ validated before any client sees it (httpx's own error for a bad header value
 contains the value), kept only in the client's headers, and scrubbed from
 every message. A base_url with credentials in it is refused, so the URL that
 every message names never carries a password.
+
+Each failed attempt is marked *billable* unless it surely never reached a
+model (connection refused or not made, 429, another 4xx): a strict budget
+charges billable attempts and asks for budget before every retry
+(`ReplyHooks.retry`), since a provider may finish, and bill, a request whose
+reply came too late or malformed.
 """
 
 from __future__ import annotations
@@ -31,12 +37,18 @@ from ptlab.synth.teachers.base import BUDGET_SPENT, ChatReply, ChatRequest, Repl
 
 
 class _Retryable(Exception):
-    """One failed attempt that may succeed if tried again; `kind` names the Accounting counter."""
+    """One failed attempt that may succeed if tried again; `kind` names the Accounting counter;
+    `billable`: the provider may have done (and billed) the work."""
 
-    def __init__(self, kind: str, detail: str, retry_after: float | None = None):
+    def __init__(self, kind: str, detail: str, retry_after: float | None = None, billable: bool = True):
         super().__init__(detail)
         self.kind = kind
         self.retry_after = retry_after
+        self.billable = billable
+
+
+class _NoBudgetToRetry(Exception):
+    """The hooks refused a retry: the budget cannot pay for another attempt."""
 
 
 class OpenAITeacher:
@@ -121,7 +133,7 @@ class OpenAITeacher:
                     if not admitted:
                         reply = ChatReply("", error=BUDGET_SPENT, meta={"attempts": 0, "cost": 0})
                     else:
-                        reply = await self._one(client, requests[j])
+                        reply = await self._one(client, requests[j], j, hooks)
                     results[j] = reply
                     if hooks is not None:
                         hooks.done(j, reply)
@@ -164,10 +176,13 @@ class OpenAITeacher:
             wait = max(wait, min(after, self._backoff_max_s))
         return wait
 
-    async def _one(self, client: httpx.AsyncClient, request: ChatRequest) -> ChatReply:
+    async def _one(self, client: httpx.AsyncClient, request: ChatRequest, index: int = 0,
+                   hooks: ReplyHooks | None = None) -> ChatReply:
         payload = self._payload(request)
         faults: Counter = Counter()
         attempts = 0
+        billable = True
+        ask_retry = getattr(hooks, "retry", None)
         started = time.perf_counter()
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
@@ -178,20 +193,34 @@ class OpenAITeacher:
         try:
             async for attempt in retrying:
                 with attempt:
+                    if attempts and ask_retry is not None:
+                        go = ask_retry(index, billable)
+                        while go is None:  # fits once in-flight requests give their reservations back
+                            await asyncio.sleep(0.005)
+                            go = ask_retry(index, billable)
+                        if not go:
+                            raise _NoBudgetToRetry
                     attempts += 1
                     try:
                         reply = await self._attempt(client, payload)
                     except _Retryable as e:
                         faults[e.kind] += 1
+                        billable = e.billable
                         raise
+        except _NoBudgetToRetry:
+            meta = {"attempts": attempts, "faults": dict(faults), "latency_s": time.perf_counter() - started,
+                    "billable": False}  # the last billable attempt was charged when the retry was asked for
+            return ChatReply("", error=BUDGET_SPENT, meta=meta)
         except _Retryable as e:
             if e.kind == "transport_errors" and self._successes == 0:
                 raise TeacherError(f"cannot reach teacher server {self.base_url}: {scrub(str(e), self._api_key)}") from None
-            meta = {"attempts": attempts, "faults": dict(faults), "latency_s": time.perf_counter() - started}
+            meta = {"attempts": attempts, "faults": dict(faults), "latency_s": time.perf_counter() - started,
+                    "billable": e.billable}
             return ChatReply("", error=f"{e.kind} after {attempts} attempts: {scrub(str(e), self._api_key)}", meta=meta)
         except _ClientError as e:
             faults["client_errors"] += 1
-            meta = {"attempts": attempts, "faults": dict(faults), "latency_s": time.perf_counter() - started}
+            meta = {"attempts": attempts, "faults": dict(faults), "latency_s": time.perf_counter() - started,
+                    "billable": False}
             return ChatReply("", error=scrub(str(e), self._api_key), meta=meta)
         self._successes += 1
         reply.meta.update(attempts=attempts, faults=dict(faults), latency_s=time.perf_counter() - started)
@@ -201,9 +230,12 @@ class OpenAITeacher:
         try:
             resp = await client.post("/chat/completions", json=payload)
         except httpx.TimeoutException as e:
-            raise _Retryable("timeouts", f"timed out after {self.timeout_s}s ({type(e).__name__})") from None
+            sent = not isinstance(e, (httpx.ConnectTimeout, httpx.PoolTimeout))
+            raise _Retryable("timeouts", f"timed out after {self.timeout_s}s ({type(e).__name__})",
+                             billable=sent) from None
         except httpx.TransportError as e:
-            raise _Retryable("transport_errors", f"{type(e).__name__}: {e}") from None
+            sent = not isinstance(e, httpx.ConnectError)
+            raise _Retryable("transport_errors", f"{type(e).__name__}: {e}", billable=sent) from None
         status = resp.status_code
         if status in (401, 403):
             via = f"the key in ${self.api_key_env}" if self._api_key else f"no API key (${self.api_key_env} is unset)"
@@ -214,7 +246,7 @@ class OpenAITeacher:
                 f"(wrong base_url, or no model {self.model!r}): {_snippet(resp, self._api_key)}"
             )
         if status == 429:
-            raise _Retryable("rate_limited", "HTTP 429", _retry_after(resp))
+            raise _Retryable("rate_limited", "HTTP 429", _retry_after(resp), billable=False)
         if status >= 500:
             raise _Retryable("server_errors", f"HTTP {status}: {_snippet(resp, self._api_key)}")
         if status != 200:
@@ -239,6 +271,8 @@ def _parse(resp: httpx.Response) -> ChatReply:
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
         raise _Retryable("malformed", f"malformed chat completion ({type(e).__name__}: {str(e)[:80]})") from None
     meta = {"finish_reason": choice.get("finish_reason")} if isinstance(choice, dict) else {}
+    if prompt_tokens + completion_tokens == 0:
+        meta["usage_unreported"] = True  # a token budget then charges the call's bound, not zero
     return ChatReply(text, prompt_tokens, completion_tokens, meta=meta)
 
 
