@@ -117,3 +117,13 @@ def test_quick_config_file_is_what_dash_dash_quick_runs():
     quick = validate(BudgetStudyConfig, BUDGET.quick)
     assert from_file.fixed() == quick.fixed() and from_file.axes == quick.axes
     assert from_file.output_dir == quick.output_dir
+
+
+def test_another_regime_extends_a_study_like_another_axis_value(tmp_path):
+    one = budget_config(tmp_path, regimes={"default": {}})
+    two = budget_config(tmp_path, regimes={"default": {}, "one_path": {"answer_paths": 1}},
+                        axes={"regime": ["default", "one_path"]})
+    assert one.fixed() == two.fixed()  # the results directory of `one` is reused; its cells are not re-run
+    plans = lambda cfg: {p.cell.cell_id: p.config_hash for p in (plan_cell(cfg, c, tmp_path, "/m") for c in expand(cfg))}  # noqa: E731
+    a, b = plans(one), plans(two)
+    assert set(a) < set(b) and all(b[k] == h for k, h in a.items())

@@ -100,8 +100,12 @@ class BudgetStudyConfig(Strict):
     ray_address: str | None = None
 
     def fixed(self) -> dict:
-        """Everything but the axes and how it is executed: what must match to reuse a results directory."""
-        fixed = self.model_dump(mode="json", exclude={"axes", "output_dir", "executor", "workers", "ray_address"})
+        """Everything but the axes and how it is executed: what must match to reuse a results directory.
+
+        The regimes are the `regime` axis's values: defining another one, like adding an axis value, extends the
+        study (a regime's overrides are part of its cells' data fingerprints, so an edited regime re-runs)."""
+        fixed = self.model_dump(mode="json", exclude={"axes", "output_dir", "executor", "workers", "ray_address",
+                                                      "regimes"})
         try:  # spelled-out defaults and omitted ones are the same settings
             fixed["synth"] = self.strategy_config("answer_augmentation", 1).model_dump(
                 mode="json", exclude={"strategy", "queries", "rounds"})
