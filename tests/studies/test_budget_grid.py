@@ -38,6 +38,13 @@ def test_regimes_and_exposure_rules_multiply_the_strategy_cells_and_share_what_d
     st = plans["math.default.S4.Q16.answer_augmentation.steps.s0"]
     other = plans["math.one_path.S4.Q16.answer_augmentation.epochs.s0"]
     assert ep.synth.fingerprint == st.synth.fingerprint  # both rules train on the very same rows
+    # ... made once: cells sharing a data step never run at the same time (a worker each would make it twice,
+    # and the second would be refused the cell's teacher-ledger run, which the first drives)
+    shared = {}
+    for p in plans.values():
+        if p.synth is not None:
+            shared.setdefault(p.synth.fingerprint, []).append(p.wave)
+    assert all(len(set(waves)) == len(waves) for waves in shared.values())
     assert ep.train.fingerprint != st.train.fingerprint
     assert st.train_config["max_steps"] == 7 and ep.train_config["max_steps"] is None
     assert other.synth.fingerprint != ep.synth.fingerprint  # the regime changes the teacher, hence the data

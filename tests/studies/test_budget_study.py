@@ -96,17 +96,23 @@ def test_rerun_after_deleting_one_eval_output_reevaluates_only_that_cell_and_pay
 
 def test_nested_budgets_in_parallel_workers_pay_each_distinct_request_once(tmp_path):
     """Two worker processes run cells whose answer-augmentation requests nest (Q = 4 within 16 within 48):
-    whichever runs first pays, the other is served from the cache or waits for the payer; 48 paid in all."""
+    whichever runs first pays, the other is served from the cache or waits for the payer; 48 paid in all. Under
+    both exposure rules, whose cells share their data: it is made once, never by two workers at a time."""
     out = tmp_path / "s"
     cfg = budget_config(out, executor="processes", workers=2, references=False,
-                        axes={"strategy": ["answer_augmentation"]},
-                        teacher={"cache_path": str(tmp_path / "replies.sqlite")})
+                        axes={"strategy": ["answer_augmentation"], "exposure": ["epochs", "steps"]},
+                        train={"steps": 2}, teacher={"cache_path": str(tmp_path / "replies.sqlite")})
     run = run_grid(BUDGET, cfg, quiet=True)
+    assert run.ran == 6
     m = ResultStore(out / "results.sqlite", create=False).results().pivot_table(
         index="cell_id", columns="metric", values="value", aggfunc="first")
-    assert list(m["synth/queries_used"].sort_values()) == [4, 16, 48]
-    assert m["teacher/paid"].sum() == run.summary["teacher"]["paid"] == 48
+    assert list(m["synth/queries_used"].sort_values()) == [4, 4, 16, 16, 48, 48]
+    epochs, steps = (m[m.index.str.contains(f".{rule}.")] for rule in ("epochs", "steps"))
+    assert epochs["teacher/paid"].sum() == run.summary["teacher"]["paid"] == 48
     assert (m["teacher/paid"] + m["teacher/cached"] == m["synth/queries_used"]).all()
+    # each data step is made once; a cell of the other rule reads it (and its accounting) as it was made
+    assert len(list((out / "synth").iterdir())) == 3
+    assert list(steps["teacher/paid"]) == list(epochs["teacher/paid"])
 
 
 def test_a_real_teachers_replies_come_from_the_durable_cache_on_rerun(tmp_path, monkeypatch):

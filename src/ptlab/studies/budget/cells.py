@@ -95,6 +95,9 @@ class BudgetPlan:
     threads: int
     root: str
     n_pairs: int = 0  # no ranking of held-out pairs in this study (what run_eval reads)
+    # Cells of one seed set under different exposure rules share their synth step: they run in different waves
+    # (one per rule), so two workers never make the same data (nor drive the same teacher-ledger run) at once.
+    wave: int = 0
 
 
 def eval_step(cfg: BudgetStudyConfig, root: Path) -> tuple[Step, dict]:
@@ -155,4 +158,5 @@ def plan_cell(cfg: BudgetStudyConfig, cell: BudgetCell, root: Path, model_dir: s
         synth=synth, synth_args=synth_args, train=train, train_config=train_config,
         eval=Step(eval_fp, root / "eval" / eval_fp), eval_files={cfg.data.eval_split: ev_file}, eval_data=ev_args,
         eval_settings=settings, threads=cfg.threads, root=str(root),
+        wave=cfg.axes.exposure.index(cell.exposure) if cell.exposure in cfg.axes.exposure else 0,
     )
