@@ -75,13 +75,18 @@ def _tests(low_diff, low_p, high_diff, high_p):
 
 @pytest.mark.parametrize("args, head", [
     ((-0.1, 0.01, 0.1, 0.01), "**Reproduced**"),
-    ((-0.1, 0.30, 0.1, 0.01), "**Same direction, not fully significant**"),
-    ((0.05, 0.30, 0.1, 0.01), "**Partly reproduced**: new questions win"),
+    ((-0.1, 0.30, 0.1, 0.01), "**Partly reproduced**: new questions win at the highest ratio (significant, p < 0.05); "
+                              "at the lowest, answer augmentation leads, but not significantly."),
+    ((0.05, 0.30, 0.1, 0.01), "**Partly reproduced**: new questions win at the highest ratio (significant, p < 0.05); "
+                              "at the lowest, answer augmentation does not lead."),
     ((-0.1, 0.01, -0.1, 0.01), "**Partly reproduced**: answer augmentation wins"),
+    ((-0.1, 0.30, 0.1, 0.30), "**Same direction, not significant**"),
     ((0.1, 0.01, -0.1, 0.01), "**Not reproduced**"),
+    ((0.005, 0.9, 0.005, 0.9), "**Not reproduced**"),  # a positive point estimate at the top alone reproduces nothing
 ])
 def test_verdict_sentence(args, head):
     from ptlab.studies.budget.analysis import verdict
 
     text = verdict(_tests(*args))
     assert text.startswith(head) and "Q/|S|=64" in text
+

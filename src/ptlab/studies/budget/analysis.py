@@ -251,23 +251,23 @@ def verdict(tests: pd.DataFrame, alpha: float = 0.05, adjusted: bool = False) ->
                          f"[{r.lo * 100:+.1f}, {r.hi * 100:+.1f}], {p_name}={r.p:.2g}" for r in df.itertuples())
 
     detail = f"new_question − answer_augmentation at the lowest ratio: {fmt(low)}; at the highest: {fmt(high)}."
-    says = {"sig": "significant, p < 0.05", "dir": "not significant", "no": ""}
+    leads = {"dir": "leads, but not significantly", "no": "does not lead"}
     if lo == "sig" and hi == "sig":
         kind = "Holm-adjusted " if adjusted else ""
         head = ("**Reproduced**: answer augmentation wins at the lowest budget ratio and new questions at the "
                 f"highest, both significantly (paired tests over seeds and examples, {kind}p < 0.05).")
-    elif lo != "no" and hi != "no":
-        head = ("**Same direction, not fully significant**: answer augmentation is ahead at the lowest ratio "
-                f"({says[lo]}) and new questions at the highest ({says[hi]}).")
-    elif hi != "no":
-        head = (f"**Partly reproduced**: new questions win at the highest ratio ({says[hi]}), but answer "
-                "augmentation is not ahead at the lowest ratio.")
-    elif lo != "no":
-        head = (f"**Partly reproduced**: answer augmentation wins at the lowest ratio ({says[lo]}), but new "
-                "questions do not overtake it by the highest ratio measured.")
+    elif hi == "sig":
+        head = ("**Partly reproduced**: new questions win at the highest ratio (significant, p < 0.05); at the "
+                f"lowest, answer augmentation {leads[lo]}.")
+    elif lo == "sig":
+        head = ("**Partly reproduced**: answer augmentation wins at the lowest ratio (significant, p < 0.05); at "
+                f"the highest, new questions {leads[hi]}.")
+    elif lo == "dir" and hi == "dir":
+        head = ("**Same direction, not significant**: answer augmentation is ahead at the lowest ratio and new "
+                "questions at the highest, neither significantly.")
     else:
-        head = ("**Not reproduced**: the paper's pattern (answer augmentation best at low Q/|S|, new questions best "
-                "at high Q/|S|) does not hold consistently (for every |S|) at either end of this study's range.")
+        head = ("**Not reproduced**: neither end is significantly in the paper's direction (answer augmentation best "
+                "at low Q/|S|, new questions best at high Q/|S|) for every |S|.")
     return f"{head} {detail}"
 
 
