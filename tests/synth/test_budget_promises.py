@@ -475,3 +475,15 @@ def test_budget_run_id_resumes_spending_across_teachers(home, serve):
     with make_teacher(openai_cfg(srv), budget=budget) as teacher:  # complete: a new generation
         assert sum(r.ok for r in teacher.generate(prompts(4, "c"))) == 4
     assert srv.stats.as_dict()["counts"]["ok"] == 9
+
+
+def test_replies_fetched_unseeded_are_never_served_for_seeded_requests(home, serve):
+    """A server that seeds its sampler from the body returns one sample for every sample index; with
+    `send_seed` each index is its own sample, so the two kinds of replies never share a cache key."""
+    srv = serve(responder=CannedResponder("a sample"), model="m")
+    cfg = {"backend": "openai", "model": "m", "base_url": srv.url, "api_key_env": None}
+    requests = [ChatRequest.user("one question", temperature=0.8, sample_index=k) for k in range(3)]
+    for send_seed, paid in ((False, 3), (True, 3), (True, 0)):
+        with make_teacher({**cfg, "send_seed": send_seed}) as teacher:
+            teacher.generate(requests)
+            assert teacher.report()["paid"] == paid

@@ -7,7 +7,10 @@ before sending each request (budget, in-flight claim, ledger) and as soon as
 it has the final reply (charge, cache commit, so a killed run keeps it).
 
 Cache keys include the backend's server (`cache.normal_server` of its
-base_url), so two servers that serve one model name never share replies.
+base_url), so two servers that serve one model name never share replies, and
+whether the request's sample index is sent as the sampling `seed`: a server
+that seeds its sampler from the body alone returns the same sample for every
+sample index, so those replies must never be served for seeded requests.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ class MeteredTeacher:
         self.inner = inner
         self.backend = inner.backend
         self.model = inner.model
-        self.server = normal_server(getattr(inner, "base_url", None))
+        self.server = normal_server(getattr(inner, "base_url", None)) + (
+            " seed=sample_index" if getattr(inner, "send_seed", False) else "")
         self.cache = cache
         self.budget = budget or Budget()
         self.ledger_run = ledger_run
