@@ -142,7 +142,7 @@ def test_advise_from_results_and_from_defaults(study, ptlab):
     assert measured.source == str(out) and "measured at |S| = 4" in measured.reason
     # the crossover is only as good as the conditions it was measured in: the advice names them
     assert "SIMULATED teacher, regime 'default' (" in measured.reason and "answer_paths=4" in measured.reason
-    assert "trained by the epochs rule" in measured.reason
+    assert "trained by the epochs rule; bootstrap 95% interval of the crossover [" in measured.reason
     assert measured.strategy in ("answer_augmentation", "new_question")
     done = ptlab("advise", "--seed-size", "50", "--budget", "5000", "--results", str(out))
     assert done.returncode == 0, done.stderr

@@ -84,13 +84,13 @@ def _pick(cross: list[dict], value: str | None, axis: str, option: str, default:
 
 def from_results(seed_size: int, budget: int, results: str | Path, regime: str | None = None,
                  exposure: str | None = None) -> Advice:
-    from ptlab.studies.budget.analysis import NotABudgetStudy, load, panel_results
+    from ptlab.studies.budget.analysis import NotABudgetStudy, load, panel_results, show_ratio
 
     manifest, cells, outcomes = load(Path(results))
     cfg = manifest.get("config", {})
     axes = cfg.get("axes", {})
-    every = panel_results(cells, outcomes, {"regime": axes.get("regime", []),
-                                            "exposure": axes.get("exposure", [])})["crossovers"]
+    every = panel_results(cells, outcomes, {"regime": axes.get("regime", []), "exposure": axes.get("exposure", [])},
+                          n_boot=1000)["crossovers"]
     if not every:
         raise NotABudgetStudy(f"results dir {results}: no answer_augmentation and new_question cells to compare")
     cross = _pick(every, regime, "regime", "--regime", (axes.get("regime") or ["default"])[0])
@@ -98,7 +98,10 @@ def from_results(seed_size: int, budget: int, results: str | Path, regime: str |
     c = min(cross, key=lambda c: (abs(math.log(c["seed_size"] / seed_size)), c["seed_size"]))
     ratio = budget / seed_size
     where = (f"measured at |S| = {c['seed_size']} in {results} {_conditions(cfg, c['regime'])}, trained by the "
-             f"{c['exposure']} rule")
+             f"{c['exposure']} rule; bootstrap 95% interval of the crossover [{show_ratio(c['boot_lo'])}, "
+             f"{show_ratio(c['boot_hi'])}]")
+    if c["seed_size"] != seed_size:
+        where += f" (the measured size nearest to {seed_size})"
     others = [o for o in every if o["seed_size"] == c["seed_size"] and (o["regime"], o["exposure"]) != (
         c["regime"], c["exposure"])]
     if others:
@@ -106,8 +109,6 @@ def from_results(seed_size: int, budget: int, results: str | Path, regime: str |
             f"{o['regime']}/{o['exposure']} " + (f"crosses at {o['ratio']:.3g}" if o["status"] == "crossover"
                                                  else "NQ ahead everywhere" if o["status"] == "always"
                                                  else "no crossover") for o in others)
-    if c["seed_size"] != seed_size:
-        where += f" (the measured size nearest to {seed_size})"
     span = f"Q/|S| in [{c['lo']:g}, {c['hi']:g}]"
     outside = " (outside the measured range: an extrapolation)" if not c["lo"] <= ratio <= c["hi"] else ""
     if c["status"] == "crossover":
