@@ -52,7 +52,7 @@ def _seed_rows(args: dict, teacher) -> list[dict]:
     else:
         rows = [row for _, row in iter_jsonl(s["path"])][: args["n"]]
         if any(not r.get("completion") for r in rows):
-            raise ConfigError(f"seeds.path: {s['path']}: the seeds_only reference needs a 'completion' in every row")
+            raise ConfigError(f"seeds.path: {s['path']}: the seed rows need a 'completion' in every row")
         return [{"prompt": r.get("prompt") or r["question"], "completion": r["completion"], "strategy": "seed",
                  "seed_id": str(r.get("id", i)), "cost": 0} for i, r in enumerate(rows)]
     return [{"prompt": e.prompt, "completion": e.chosen, "strategy": "seed", "seed_id": e.id, "cost": 0}
