@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -42,6 +40,8 @@ from ptlab.synth.claims import Claims
 from ptlab.synth.owners import me
 from ptlab.synth.serve import CannedResponder, FaultInjector
 from ptlab.synth.strategies import Seed, StrategyConfig, run_strategy
+
+from .conftest import cached_rows, kill_after, synth_job
 
 
 def openai_cfg(srv, **kw) -> dict:
@@ -70,39 +70,15 @@ def check_invariants(rep: dict) -> None:
 
 
 # ---- 1. kill -9 and restart ---------------------------------------------------------------------------
-def cached_rows(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=5) as con:
-            return con.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
-    except sqlite3.OperationalError:  # not created yet
-        return 0
-
-
 @pytest.mark.parametrize("strict", [False, True])
 def test_kill_and_restart_never_pay_past_the_budget(home, serve, tmp_path, strict):
     """Measured before: budget.max_queries 100, killed and restarted: the server served 184."""
     budget, concurrency = 100, 4
     srv = serve(latency_s=0.04)  # ~100 replies/s at concurrency 4: the kill lands mid-run
-    seeds = tmp_path / "seeds.jsonl"
-    seeds.write_text("".join(json.dumps({"id": f"s{i}", "prompt": f"What is {i} + {i}?"}) + "\n" for i in range(8)))
-    cfg = {"teacher": {**openai_cfg(srv, concurrency=concurrency), "send_seed": True},
-           "budget": {"max_queries": budget, "strict": strict},
-           "strategy": {"strategy": "answer_augmentation", "queries": 2 * budget, "temperature": 0.8},
-           "seeds": {"source": "jsonl", "path": str(seeds), "n": 8}, "output": str(tmp_path / "out")}
-    (tmp_path / "synth.yaml").write_text(yaml.safe_dump(cfg))
+    cmd, env = synth_job(tmp_path, home, {**openai_cfg(srv, concurrency=concurrency), "send_seed": True},
+                         queries=2 * budget, budget={"max_queries": budget, "strict": strict})
     db = home / "teacher" / "replies.sqlite"
-    env = {**os.environ, "PTLAB_HOME": str(home)}
-    cmd = [sys.executable, "-m", "ptlab.synth", "synth", str(tmp_path / "synth.yaml")]
-
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while cached_rows(db) < 30 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    kill_after(cmd, env, db, replies=30)
     kept = cached_rows(db)
     assert 30 <= kept < budget
     time.sleep(0.3)  # requests in flight at the kill finish on the server

@@ -3,49 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import sqlite3
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-import yaml
-
-
-def rows(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=5) as con:
-            return con.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
-    except sqlite3.OperationalError:  # the table is not created yet
-        return 0
+from .conftest import cached_rows, kill_after, synth_job
 
 
 def test_kill_minus_nine_then_restart_pays_only_what_was_lost(home, serve, tmp_path):
     q, concurrency = 120, 4
     srv = serve(latency_s=0.04)  # ~100 replies/s at concurrency 4: the run takes over a second
-    seeds = tmp_path / "seeds.jsonl"
-    seeds.write_text("".join(json.dumps({"id": f"s{i}", "prompt": f"What is {i} + {i}?"}) + "\n" for i in range(8)))
-    cfg = {"teacher": {"backend": "openai", "model": "echo", "base_url": srv.url, "api_key_env": None,
-                       "concurrency": concurrency, "timeout_s": 10.0, "send_seed": True},  # distinct bodies
-           "strategy": {"strategy": "answer_augmentation", "queries": q, "temperature": 0.8},
-           "seeds": {"source": "jsonl", "path": str(seeds), "n": 8}, "output": str(tmp_path / "out")}
-    (tmp_path / "synth.yaml").write_text(yaml.safe_dump(cfg))
+    teacher = {"backend": "openai", "model": "echo", "base_url": srv.url, "api_key_env": None,
+               "concurrency": concurrency, "timeout_s": 10.0, "send_seed": True}  # distinct bodies
+    cmd, env = synth_job(tmp_path, home, teacher, queries=q)
     db = home / "teacher" / "replies.sqlite"
-    env = {**os.environ, "PTLAB_HOME": str(home)}
-    cmd = [sys.executable, "-m", "ptlab.synth", "synth", str(tmp_path / "synth.yaml")]
-
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while rows(db) < 30 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
-    kept = rows(db)
+    kill_after(cmd, env, db, replies=30)
+    kept = cached_rows(db)
     assert 30 <= kept < q and not (tmp_path / "out").exists()
     time.sleep(0.2)  # let requests that were in flight at the kill finish on the server
     ok_first = srv.stats.as_dict()["counts"]["ok"]
@@ -57,7 +29,7 @@ def test_kill_minus_nine_then_restart_pays_only_what_was_lost(home, serve, tmp_p
     stats = json.loads((tmp_path / "out" / "synth.json").read_text())["stats"]
     assert (stats["queries_used"], stats["queries_paid"], stats["rows"]) == (q, q - kept, q)
     assert (stats["teacher"]["cached"], stats["teacher"]["paid"], stats["teacher"]["failed"]) == (kept, q - kept, 0), stats
-    assert rows(db) == q
+    assert cached_rows(db) == q
     server = srv.stats.as_dict()
     assert server["counts"]["ok"] == q + lost
     paid_twice = sum(1 for c in server["ok_by_body"].values() if c > 1)

@@ -93,9 +93,6 @@ class ReplyCache(HealingStore):
         self._bad_rows_reported = False
         super().__init__(Path(path) if path else default_cache_path())
 
-    def warn(self, why: str) -> None:
-        warn_corrupt(self.path, why)
-
     def get(self, key: str) -> ChatReply | None:
         return self.get_many([key]).get(key)
 

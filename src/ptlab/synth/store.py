@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ptlab.cache_heal import move_aside
+from ptlab.cache_heal import move_aside, warn_corrupt
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _CORRUPTION_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes)
@@ -49,8 +49,9 @@ class HealingStore:
         self._db = self._open()
 
     def warn(self, why: str) -> None:
-        """The one line a heal costs (subclasses say what the loss means)."""
-        raise NotImplementedError
+        """The one line a heal costs: a cache's (what it held is recomputed); a store whose loss means more, such
+        as the ledger's spending, says so in its own."""
+        warn_corrupt(self.path, why)
 
     # ---- opening and healing ---------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:

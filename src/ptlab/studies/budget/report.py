@@ -432,6 +432,7 @@ def build_document(root: Path) -> tuple[Document, pd.DataFrame, dict, pd.DataFra
     table, cross, tests = results["table"], results["crossovers"], results["end_tests"]
     comps, ctests = results["comparisons"], results["crossover_tests"]
     sens = sensitivity_table(results)
+    paper = paper_regime_text(sens)
     keys = [(r, e, int(sz)) for (r, e), g in table.groupby(["regime", "exposure"], sort=False)
             for sz in sorted(g["seed_size"].unique()) if sz > 0]
     found = findings(ctests, cross, keys)
@@ -450,7 +451,7 @@ def build_document(root: Path) -> tuple[Document, pd.DataFrame, dict, pd.DataFra
     doc.text(_setup_text(manifest, cells, table))
     if cfg.get("teacher", {}).get("backend") == "simulated":
         doc.heading("Sensitivity: where the crossover moves with the simulator's assumptions")
-        doc.text(paper_regime_text(sens))
+        doc.text(paper)
         doc.table(_regime_table(cfg))
         doc.text("Per regime and exposure rule: new_question − answer_augmentation (points, 95% interval over seeds "
                  "and examples) at both ends of the budget range, which strategy leads where, and the crossover "
@@ -484,7 +485,7 @@ def build_document(root: Path) -> tuple[Document, pd.DataFrame, dict, pd.DataFra
                "end_tests": adjusted.to_dict(orient="records"), "sensitivity": sens.to_dict(orient="records"),
                "teacher": cfg.get("teacher", {}), "regimes": {n: cfg.get("regimes", {}).get(n, {})
                                                            for n in cfg.get("axes", {}).get("regime", [])},
-               "paper_regime": paper_regime_text(sens), "verdict": _headline_verdict(found)}
+               "paper_regime": paper, "verdict": _headline_verdict(found)}
     return doc, res, summary, table
 
 

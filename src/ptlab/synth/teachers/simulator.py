@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
 from pydantic import Field
 
-from ptlab.cache_heal import move_aside, warn_corrupt
 from ptlab.config import Strict
 from ptlab.fingerprint import fingerprint
+from ptlab.synth.store import HealingStore, transaction
 
 SIM_VERSION = "simulated-teacher-v2"  # bump when replies change for the same parameters and request
 
@@ -90,7 +89,6 @@ def params_fingerprint(task: str, params: SimulatorParams, seed: int, knobs: dic
 # -- knowledge ------------------------------------------------------------------------------
 
 KNOWLEDGE_FILE = "simulated-knowledge.sqlite"
-SQLITE_MAGIC = b"SQLite format 3\x00"
 # A question known two ways keeps the record of the higher rank (then the smaller JSON), whatever the order in
 # which processes learned it: the stored knowledge, and so every reply, does not depend on timing.
 ORIGIN_RANK = {"seed": 3, "rephrase": 2, "new": 1, "invalid": 0}
@@ -111,50 +109,22 @@ def norm(text: str) -> str:
     return " ".join(text.split())
 
 
-class Knowledge:
-    """Records (JSON-ready dicts with `prompt` and `origin`) by normalised prompt, for one teacher model."""
+class Knowledge(HealingStore):
+    """Records (JSON-ready dicts with `prompt` and `origin`) by normalised prompt, for one teacher model.
+
+    Storage heals like the reply cache (`ptlab.synth.store`): a damaged file is moved aside, never deleted."""
+
+    SCHEMA = _SCHEMA
+    TABLES = {"knowledge": ("model", "key", "rank", "record", "created")}
 
     def __init__(self, path: str | Path, model: str):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.model = model
-        self._lock = threading.Lock()
-        self._db = self._open()
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=60)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(_SCHEMA)
-            columns = [row[1] for row in db.execute("PRAGMA table_info(knowledge)")]
-            if columns != ["model", "key", "rank", "record", "created"]:
-                raise sqlite3.DatabaseError("unexpected table layout")
-        except BaseException:
-            db.close()
-            raise
-        return db
-
-    def _open(self) -> sqlite3.Connection:
-        """A connection; a damaged file is moved aside (never deleted) and a fresh one started."""
-        try:
-            if self.path.is_file() and self.path.stat().st_size:
-                with open(self.path, "rb") as f:
-                    if f.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
-                        raise sqlite3.DatabaseError("not an SQLite database")
-            return self._connect()
-        except sqlite3.DatabaseError as e:
-            if "locked" in str(e) or "busy" in str(e):
-                raise
-            warn_corrupt(self.path, str(e))
-            move_aside(self.path, suffixes=("-wal", "-shm"))
-            return self._connect()
+        super().__init__(path)
 
     def get(self, prompt: str) -> dict | None:
         key = _key(prompt)
-        with self._lock:
-            row = self._db.execute("SELECT record FROM knowledge WHERE model = ? AND key = ?",
-                                   (self.model, key)).fetchone()
+        row = self.use(lambda db: db.execute("SELECT record FROM knowledge WHERE model = ? AND key = ?",
+                                             (self.model, key)).fetchone(), lambda db: None)
         if row is None:
             return None
         try:
@@ -171,36 +141,30 @@ class Knowledge:
                 best[key] = cand
         if not best:
             return
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                keys = list(best)
-                for start in range(0, len(keys), 500):
-                    chunk = keys[start: start + 500]
-                    rows = db.execute(f"SELECT key, rank, record FROM knowledge WHERE model = ? AND key IN "
-                                      f"({','.join('?' * len(chunk))})", [self.model, *chunk]).fetchall()
-                    for key, rank, record in rows:
-                        if not _better(best[key], (rank, record)):
-                            del best[key]
-                now = time.time()
-                db.executemany("INSERT OR REPLACE INTO knowledge VALUES (?, ?, ?, ?, ?)",
-                               [(self.model, key, rank, record, now) for key, (rank, record) in best.items()])
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+
+        def body(db: sqlite3.Connection) -> None:
+            keep = dict(best)
+            keys = list(keep)
+            for start in range(0, len(keys), 500):
+                chunk = keys[start: start + 500]
+                rows = db.execute(f"SELECT key, rank, record FROM knowledge WHERE model = ? AND key IN "
+                                  f"({','.join('?' * len(chunk))})", [self.model, *chunk]).fetchall()
+                for key, rank, record in rows:
+                    if not _better(keep[key], (rank, record)):
+                        del keep[key]
+            now = time.time()
+            db.executemany("INSERT OR REPLACE INTO knowledge VALUES (?, ?, ?, ?, ?)",
+                           [(self.model, key, rank, record, now) for key, (rank, record) in keep.items()])
+
+        write = lambda db: transaction(db, body)  # noqa: E731
+        self.use(write, write)  # after a heal, into the fresh file
 
     def put(self, record: dict) -> None:
         self.put_many([record])
 
     def __len__(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM knowledge WHERE model = ?", (self.model,)).fetchone()[0]
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        return self.use(lambda db: db.execute("SELECT COUNT(*) FROM knowledge WHERE model = ?",
+                                              (self.model,)).fetchone()[0], lambda db: 0)
 
 
 def _key(prompt: str) -> str:
