@@ -64,13 +64,17 @@ def test_cli_expands_the_queries_of_any_beir_folder(tmp_path, ptlab, tiny_collec
     from ptlab.retrieval.beir import save_beir
 
     folder = save_beir(tiny_collection, tmp_path / "beir")
-    res = ptlab("retrieval", "expand", str(folder), "simulation.know_rate=1", "--show", "2")
+    res = ptlab("retrieval", "expand", str(folder), "source=oracle", "oracle.know_rate=1", "--show", "2")
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("  -> ") == 2 and "'paid': 96" in res.stdout
-    res = ptlab("retrieval", "expand", str(folder), "simulation.know_rate=1")
+    res = ptlab("retrieval", "expand", str(folder), "source=oracle", "oracle.know_rate=1")
     assert "'paid': 0" in res.stdout and "'cached': 96" in res.stdout
     res = ptlab("retrieval", "expand", str(folder), "source=gpt")
     assert res.returncode == 2 and "source" in res.stderr
+    res = ptlab("retrieval", "expand", str(folder), "source=simulated")  # the old name, with its replacement
+    assert res.returncode == 2 and "'oracle'" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    res = ptlab("retrieval", "expand", str(folder), "prompt=Expand this")  # no {query} slot
+    assert res.returncode == 2 and "{query}" in res.stderr
 
 
 def test_cli_check_reports_bad_beir_file_and_exits_2(tmp_path, ptlab):

@@ -69,16 +69,17 @@ def test_labels_of_the_wrong_width_fail_clearly(teacher_dir):
 def test_alpha_list_expands_into_one_student_each_with_stable_keys():
     cfg = load_config(SoftQEConfig, None, ["student.alpha=[0, 0.5, 1]"])
     assert cfg.student.alphas == [0.0, 0.5, 1.0]
-    keys = student_keys(cfg, "teacher-key", ["q1", "q2"])
+    keys = student_keys(cfg, "teacher-key", ["q1", "q2"], ["d1"])
     assert list(keys) == [0.0, 0.5, 1.0] and len(set(keys.values())) == 3
     # a scalar alpha is the one-student list, and its key is that list member's key (the cache is shared)
     single = load_config(SoftQEConfig, None, ["student.alpha=0.5"])
-    assert single.student.alphas == [0.5] and student_keys(single, "teacher-key", ["q1", "q2"]) == {0.5: keys[0.5]}
+    assert single.student.alphas == [0.5] and student_keys(single, "teacher-key", ["q1", "q2"], ["d1"]) == {0.5: keys[0.5]}
     # anything a student depends on changes its key
-    assert student_keys(cfg, "other-teacher", ["q1", "q2"])[0.5] != keys[0.5]
-    assert student_keys(cfg, "teacher-key", ["q1"])[0.5] != keys[0.5]
+    assert student_keys(cfg, "other-teacher", ["q1", "q2"], ["d1"])[0.5] != keys[0.5]
+    assert student_keys(cfg, "teacher-key", ["q1"], ["d1"])[0.5] != keys[0.5]
+    assert student_keys(cfg, "teacher-key", ["q1", "q2"], ["d2"])[0.5] != keys[0.5]  # another dev split
     lr = load_config(SoftQEConfig, None, ["student.alpha=[0, 0.5, 1]", "student.learning_rate=3e-5"])
-    assert student_keys(lr, "teacher-key", ["q1", "q2"])[0.5] != keys[0.5]
+    assert student_keys(lr, "teacher-key", ["q1", "q2"], ["d1"])[0.5] != keys[0.5]
     # the quick variant keeps the ablation
     from ptlab.studies.grid.config import load_grid_config
 
@@ -124,7 +125,8 @@ def test_report_lists_each_student(tmp_path):
               "load_average": 3.5, "cpu_count": 2}
     training = {"teacher": {**info, "pairs": 128}, "students": {"0": {**info, "rows": 640}, "0.5": None},
                 "train_queries": 640, "teacher_queries": 128}
-    r = SoftQEResults({"config": {"threads": 1}}, shared, None, [0.0, 0.5], {"SQuAD (in-domain)": res}, training)
+    r = SoftQEResults({"config": {"threads": 1}}, shared, None, [0.0, 0.5], {"SQuAD (in-domain)": res}, training,
+                     {"teacher": None})
     text = build_document(r).markdown()
     assert "| SoftQE α=0.5 | no |" in text and "| SoftQE α=0.5 vs SoftQE α=0 |" in text
     assert "| teacher (q+, p+) | 128 | 3 | 64 | 0.0001 | 30 | 0.500 | 12 |" in text

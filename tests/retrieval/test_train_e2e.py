@@ -26,19 +26,21 @@ def trained(tiny_collection, tmp_path_factory):
     col = tiny_collection
     qids = list(col.qrels["test"])
     train, test = qids[:32], qids[32:]
-    spec = ExpansionSpec(simulation=SimulationSpec(know_rate=1.0, keep=1.0))
+    spec = ExpansionSpec(source="oracle", oracle=SimulationSpec(know_rate=1.0, keep=1.0))
     llm = metered(spec, build_backend(spec, [col]))
     pseudo = expand(llm, {q: col.queries[q] for q in qids}, spec)
     positives = [col.doc_text(next(iter(col.qrels["test"][q]))) for q in train]
     plus = [expanded(col.queries[q], pseudo[q]) for q in train]
     root = tmp_path_factory.mktemp("models")
     fast = dict(batch_size=16, max_seq_length=48, learning_rate=1e-4, warmup_ratio=0.0)
-    info = train_teacher("all-minilm-l6-v2", list(zip(plus, positives)), TrainSpec(**fast), root / "teacher")
+    info = train_teacher("all-minilm-l6-v2", list(zip(plus, positives)), TrainSpec(epochs=1, **fast),
+                         root / "teacher")
     teacher = load_encoder(str(root / "teacher"), 128)
     targets = encode_queries(teacher, plus)
     doc_emb = encode_documents(teacher, positives)  # the frozen document route's vectors, as in the index
     raw = [col.queries[q] for q in train]
-    s_info = train_student(root / "teacher", raw, targets, doc_emb, StudentSpec(alpha=0.8, **fast), root / "student")
+    s_info = train_student(root / "teacher", raw, targets, doc_emb, StudentSpec(alpha=0.8, epochs=3, **fast),
+                           root / "student")
     return dict(col=col, train=train, test=test, pseudo=pseudo, root=root, teacher=teacher, targets=targets,
                 raw=raw, positives=positives, doc_emb=doc_emb, info=info, s_info=s_info, llm=llm, fast=fast)
 
@@ -50,6 +52,7 @@ def test_models_are_saved_and_student_searches_the_teacher_index(trained):
     s_info = trained["s_info"]
     assert s_info["rows"] == 32 and s_info["steps"] == 6 and np.isfinite(s_info["train_loss"])  # 2 batches x 3 epochs
     assert json.loads((root / "student" / "train_info.json").read_text())["steps"] == 6
+    assert "curve" not in s_info and "curve" not in trained["info"]  # no dev set: no learning curve
     student = load_encoder(str(root / "student"), 128)
     docs = trained["positives"][:6]
     assert np.array_equal(encode_documents(student, docs), encode_documents(trained["teacher"], docs))
@@ -83,7 +86,7 @@ def test_student_moves_raw_queries_toward_expanded_teacher_embeddings(trained):
 
 def test_expansion_is_cached_and_oracle_expansion_helps_the_base_encoder(trained, base_encoder):
     col, test, pseudo = trained["col"], trained["test"], trained["pseudo"]
-    spec = ExpansionSpec(simulation=SimulationSpec(know_rate=1.0, keep=1.0))
+    spec = ExpansionSpec(source="oracle", oracle=SimulationSpec(know_rate=1.0, keep=1.0))
     again = expand(trained["llm"], {q: col.queries[q] for q in test}, spec)
     assert again == {q: pseudo[q] for q in test}
     assert trained["llm"].report()["cached"] >= len(test)
@@ -99,7 +102,7 @@ def test_same_seed_same_student(trained, tmp_path):
     root = trained["root"]
     rows = (trained["raw"][:16], trained["targets"][:16], trained["doc_emb"][:16])
     for name in ("a", "b"):
-        train_student(root / "teacher", *rows, StudentSpec(alpha=0.8, **trained["fast"]), tmp_path / name)
+        train_student(root / "teacher", *rows, StudentSpec(alpha=0.8, epochs=3, **trained["fast"]), tmp_path / name)
     a = encode_queries(load_encoder(str(tmp_path / "a"), 128), trained["raw"][:8])
     b = encode_queries(load_encoder(str(tmp_path / "b"), 128), trained["raw"][:8])
     assert np.array_equal(a, b)
@@ -107,9 +110,9 @@ def test_same_seed_same_student(trained, tmp_path):
 
 @pytest.mark.slow
 def test_real_llm_expansion_through_the_synth_teacher(tiny_collection):
-    """`expansion.source: teacher` runs SmolLM2-135M through synthesis's hf backend, cached."""
+    """`expansion.source: llm` runs SmolLM2-135M through synthesis's hf backend, cached."""
     col = tiny_collection
-    spec = ExpansionSpec(source="teacher", max_tokens=8)
+    spec = ExpansionSpec(source="llm", max_tokens=8)
     llm = metered(spec, build_backend(spec, [col]))
     queries = {q: col.queries[q] for q in list(col.queries)[:2]}
     first = expand(llm, queries, spec)

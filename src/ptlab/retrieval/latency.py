@@ -17,7 +17,7 @@ from pydantic import Field
 
 from ptlab.config import Strict
 from ptlab.retrieval.encoders import encode_queries
-from ptlab.retrieval.expansion import expanded, prompt_for
+from ptlab.retrieval.expansion import PROMPT, expanded, prompt_for
 from ptlab.retrieval.index import DenseIndex
 
 
@@ -43,7 +43,8 @@ def time_retrieval(model, index: DenseIndex, texts: list[str], k: int = 100) -> 
     return _median_ms(samples)
 
 
-def time_generation(llm: str, queries: list[str], max_new_tokens: int) -> tuple[float, list[str]]:
+def time_generation(llm: str, queries: list[str], max_new_tokens: int, prompt: str = PROMPT
+                    ) -> tuple[float, list[str]]:
     """Median ms per query for the LLM to write a pseudo-document; returns the texts too."""
     import torch
 
@@ -53,7 +54,7 @@ def time_generation(llm: str, queries: list[str], max_new_tokens: int) -> tuple[
     model.eval()
     texts, samples = [], []
     for i, q in enumerate([queries[0], *queries]):
-        messages = [{"role": "user", "content": prompt_for(q)}]
+        messages = [{"role": "user", "content": prompt_for(q, prompt)}]
         ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         t0 = time.perf_counter()
         with torch.inference_mode():
@@ -65,11 +66,12 @@ def time_generation(llm: str, queries: list[str], max_new_tokens: int) -> tuple[
     return _median_ms(samples), texts
 
 
-def measure(spec: LatencySpec, encoder, index: DenseIndex, queries: list[str], k: int = 100) -> dict:
+def measure(spec: LatencySpec, encoder, index: DenseIndex, queries: list[str], k: int = 100, prompt: str = PROMPT
+            ) -> dict:
     queries = queries[: spec.n_queries]
     load = os.getloadavg()[0]  # a shared machine moves these numbers; say how busy it was
     result = {"n_queries": len(queries), "encode_search_ms": time_retrieval(encoder, index, queries, k)}
-    llm_ms, pseudo = time_generation(spec.llm, queries, spec.max_new_tokens)
+    llm_ms, pseudo = time_generation(spec.llm, queries, spec.max_new_tokens, prompt)
     result.update(
         llm=spec.llm,
         llm_new_tokens=spec.max_new_tokens,

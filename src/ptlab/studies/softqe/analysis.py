@@ -22,7 +22,15 @@ from ptlab.retrieval.evaluate import CollectionResult, SystemResult, compare
 from ptlab.retrieval.stats import mean_ci
 from ptlab.studies.grid.manifest import cell_ids, load_manifest_file
 from ptlab.studies.grid.store import ResultStore
-from ptlab.studies.softqe.cells import COLLECTIONS, NOT_A_STUDENT, SHARED, comparisons, student_name, systems
+from ptlab.studies.softqe.cells import (
+    COLLECTIONS,
+    NOT_A_STUDENT,
+    SHARED,
+    comparisons,
+    student_name,
+    systems,
+    training_record,
+)
 from ptlab.studies.softqe.shared import LATENCY
 from ptlab.studies.softqe.steps import TRAIN_KEYS
 
@@ -35,6 +43,7 @@ class SoftQEResults:
     alphas: list[float]  # the stored students, in config order
     results: dict[str, CollectionResult]  # report label -> result
     training: dict
+    records: dict[str, dict | None]  # encoder -> its training record (learning curve included), teacher first
 
 
 def _json(path: Path) -> dict | None:
@@ -67,13 +76,15 @@ def load(root: Path) -> SoftQEResults:
     system_of = dict(zip(rows["cell_id"], rows["system"]))
     examples = examples.assign(system=examples["cell_id"].map(system_of))
     measures = _measures(manifest.get("config", {}).get("eval", {}).get("measures", []), examples)
-    results = {COLLECTIONS[key]: _collection(key, shared.get("collections", {}).get(key, {}), names, measures,
-                                             metrics, examples, seed, alphas)
-               for key in COLLECTIONS}
+    results = {COLLECTIONS[key]: _collection(key, shared["collections"][key], names, measures, metrics, examples,
+                                             seed, alphas)
+               for key in COLLECTIONS if key in shared.get("collections", {})}
     training = {"teacher": shared.get("teacher_training"), "train_queries": len(shared.get("train_ids", [])),
                 "teacher_queries": shared.get("teacher_queries"),
                 "students": {f"{a:g}": _train_info(metrics, student_name(a)) for a in alphas}}
-    return SoftQEResults(manifest, shared, _json(root / LATENCY), alphas, results, training)
+    records = {"teacher": shared.get("teacher_training"),
+               **{student_name(a): _json(training_record(root, student_name(a))) for a in alphas}}
+    return SoftQEResults(manifest, shared, _json(root / LATENCY), alphas, results, training, records)
 
 
 def _train_info(metrics: pd.DataFrame, name: str) -> dict | None:

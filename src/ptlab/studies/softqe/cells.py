@@ -33,7 +33,10 @@ FIXED_SYSTEMS = {
     "teacher (q)": ("teacher", "teacher", "raw"),
 }
 STUDENT_SYSTEM = ("student", "teacher", "raw")
-COLLECTIONS = {"squad": "SQuAD (in-domain)", "hotpotqa": "HotpotQA (out-of-domain)"}  # key -> report label
+# key -> report label, and its domain relative to the SQuAD training queries: in, near (Wikipedia QA again,
+# much of which the base encoder was trained on) or out (another domain: API documentation)
+COLLECTIONS = {"squad": "SQuAD (in-domain)", "hotpotqa": "HotpotQA (near domain)", "tools": "BFCL tools (out-of-domain)"}
+DOMAINS = {"squad": "in", "hotpotqa": "near", "tools": "out"}
 SHARED = "shared.json"  # what `prepare` made for the cells: collection folders, pseudo-documents, model folders
 
 
@@ -53,6 +56,11 @@ def comparisons(alphas: list[float]) -> list[tuple[str, str]]:
     pairs = [(student_name(a), "base") for a in alphas]
     pairs += [(student_name(a), ref) for a in alphas if student_name(a) != ref]
     return pairs
+
+
+def training_record(root: Path, system: str) -> Path:
+    """Where a cell keeps its encoder's training record (with the learning curve) in the study directory."""
+    return Path(root) / "training" / f"{slug(system)}.json"
 
 
 def alpha_key(alpha: float) -> str:
@@ -118,7 +126,7 @@ def plan_cell(cfg: SoftQEConfig, cell: Cell, root: Path) -> SoftQEPlan:
     """The plan of one cell; its config hash covers only what this system's numbers depend on."""
     query, _, text = cell.parts()
     inputs = {"encoder": cfg.encoder, "max_seq_length": cfg.max_seq_length, "squad": cfg.squad.model_dump(),
-              "hotpotqa": cfg.hotpotqa.model_dump(), "eval": cfg.eval.model_dump(), "threads": cfg.threads}
+              "hotpotqa": cfg.hotpotqa.model_dump(), "tools": cfg.tools.model_dump(), "eval": cfg.eval.model_dump(), "threads": cfg.threads}
     if text == "expanded" or query != "base":  # the teacher learns from expanded queries
         inputs["expansion"] = cfg.expansion.model_dump(exclude={"budget", "batch_size"})
     if query != "base":

@@ -15,16 +15,20 @@ from ptlab.config import Strict
 from ptlab.retrieval.collections import HotpotSpec, SquadSpec
 from ptlab.retrieval.expansion import ExpansionSpec
 from ptlab.retrieval.latency import LatencySpec
+from ptlab.retrieval.toolret import ToolRetrievalSpec
 from ptlab.retrieval.train import StudentSpec, TrainSpec
 
 # `--quick`: small splits, few train queries, one short latency probe (a few minutes on 2 CPU cores);
 # applied before the config file and the overrides.
+# Real SmolLM2 expansions cost ~0.3 s a query on 2 cores, so --quick expands few queries, shortly.
 QUICK = {
     "output_dir": "runs/study-softqe-quick",
-    "squad": {"n_test": 150, "n_dev": 50, "max_articles": 6},
-    "hotpotqa": {"n_queries": 60},
-    "train_queries": 640,
-    "teacher_queries": 128,
+    "squad": {"n_test": 100, "n_dev": 32, "max_articles": 6},
+    "hotpotqa": {"n_queries": 40},
+    "tools": {"n_queries": 100, "max_documents": 500},
+    "train_queries": 256,
+    "teacher_queries": None,
+    "expansion": {"max_tokens": 32},
     "latency": {"n_queries": 2, "max_new_tokens": 32},
 }
 
@@ -42,9 +46,10 @@ class SoftQEConfig(Strict):
     max_seq_length: int = Field(256, ge=16, description="truncation when encoding documents for the index")
     squad: SquadSpec = SquadSpec()
     hotpotqa: HotpotSpec = HotpotSpec()
-    train_queries: int | None = Field(2400, ge=8, description="SQuAD train queries the students learn from (None: all)")
+    tools: ToolRetrievalSpec = ToolRetrievalSpec()
+    train_queries: int | None = Field(2000, ge=8, description="SQuAD train queries the students learn from (None: all)")
     teacher_queries: int | None = Field(
-        512, ge=8, description="the first N train queries also train the teacher (its passages are encoded every "
+        None, ge=8, description="the first N train queries also train the teacher (its passages are encoded every "
         "step, so it costs ~10x a student step); None: all train queries")
     expansion: ExpansionSpec = ExpansionSpec()
     teacher: TrainSpec = TrainSpec()

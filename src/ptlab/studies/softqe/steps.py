@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ptlab.atomic import write_json
 from ptlab.errors import PtlabError
-from ptlab.studies.softqe.cells import SoftQEPlan, alpha_key
+from ptlab.studies.softqe.cells import SoftQEPlan, alpha_key, training_record
 
 # retrieval's heavier modules (ir-measures, scipy, faiss, sentence-transformers) are imported where a cell runs,
 # so that importing the study (`ptlab report`, the registry) stays light
@@ -51,8 +52,10 @@ def ensure_student(plan: SoftQEPlan, shared: dict, squad) -> Path:
         raise PtlabError(f"cell {plan.cell.cell_id}: no student inputs were prepared for {out}; run the study again")
     inputs = np.load(shared["student_inputs"], allow_pickle=False)
     queries = [squad.queries[q] for q in shared["train_ids"]]
+    dev_ids = shared.get("dev_ids") or []
+    dev = ([squad.queries[q] for q in dev_ids], inputs["dev_targets"], inputs["dev_positives"]) if dev_ids else None
     train_student(Path(shared["teacher_dir"]), queries, inputs["targets"], inputs["positives"],
-                  StudentSpec.model_validate(plan.student), out)
+                  StudentSpec.model_validate(plan.student), out, dev=dev)
     return out
 
 
@@ -101,6 +104,7 @@ def run_softqe_cell(plan: SoftQEPlan, events=None) -> dict:
     if plan.cell.is_student:
         folders["student"] = str(ensure_student(plan, shared, cols["squad"]))
         info = train_info(Path(folders["student"])) or {}
+        write_json(training_record(plan.root, plan.cell.system), info)
         metrics.update({f"train/{k}": float(info[k]) for k in TRAIN_KEYS if isinstance(info.get(k), (int, float))})
     note("train")
     t2 = time.perf_counter()
