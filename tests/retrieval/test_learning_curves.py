@@ -52,7 +52,7 @@ def test_steps_between_evaluations():
     assert max_steps(16, spec) == 5 and eval_steps(16, spec) == 2
     assert eval_steps(16, spec.model_copy(update={"eval_points": 10})) == 1  # never 0
     assert max_steps(17, TrainSpec(batch_size=4, epochs=2)) == 10  # the last, short batch is a step
-    assert eval_steps(2400, StudentSpec()) == 38 * 20 // 10  # 38 batches of 64 a epoch, 20 epochs, 10 points
+    assert eval_steps(2000, StudentSpec()) == 32 * 20 // 40  # 32 batches of 64 a epoch, 20 epochs, 40 points
 
 
 def test_dev_batches_of_the_student_never_pair_two_rows_with_the_same_positive():

@@ -46,3 +46,27 @@ def test_convergence_needs_every_encoder_converged_with_a_curve():
     assert convergence_check({"teacher": None}).passed is None
     assert len(curves_figure({"teacher": _record(True), "SoftQE α=0": _record(True)})) > 5_000
     assert curves_figure({"teacher": None}) is None
+
+
+def test_tool_queries_are_reported_by_who_wrote_them():
+    import numpy as np
+
+    from ptlab.report.document import Document
+    from ptlab.retrieval.evaluate import CollectionResult, SystemResult, compare
+    from ptlab.retrieval.stats import mean_ci
+    from ptlab.retrieval.toolret import query_origin
+    from ptlab.studies.softqe.report import _subsets
+
+    assert query_origin({"category": "live_simple"}) == "user-written (live)"
+    assert query_origin({"category": "parallel"}) == "written from the documentation"
+    assert query_origin({}) is None
+    res = CollectionResult("BFCL tools (out-of-domain)", 4, 10)
+    for name, v in (("base", [1.0, 0.0, 0.5, 0.5]), ("SoftQE α=0.5", [1.0, 1.0, 0.5, 0.0])):
+        v = np.array(v)
+        res.systems[name] = SystemResult(name, {"nDCG@10": v}, {"nDCG@10": mean_ci(v)}, 1.0, 0.1, 4)
+    compare(res, [("SoftQE α=0.5", "base")], 0)
+    doc = Document("t")
+    _subsets(doc, res, {"live": np.array([True, True, False, False]), "docs": np.array([False, False, True, True])}, 0)
+    md = doc.markdown()
+    assert "| system | live (n=2) | docs (n=2) |" in md and "| base | 50.0 [" in md
+    assert "| SoftQE α=0.5 vs base | +50.0 [" in md and "| -25.0 [" in md  # +1 on live, (0 - 0.5) / 2 on docs

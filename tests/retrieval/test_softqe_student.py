@@ -125,8 +125,7 @@ def test_report_lists_each_student(tmp_path):
               "load_average": 3.5, "cpu_count": 2}
     training = {"teacher": {**info, "pairs": 128}, "students": {"0": {**info, "rows": 640}, "0.5": None},
                 "train_queries": 640, "teacher_queries": 128}
-    r = SoftQEResults({"config": {"threads": 1}}, shared, None, [0.0, 0.5], {"SQuAD (in-domain)": res}, training,
-                     {"teacher": None})
+    r = SoftQEResults({"config": {"threads": 1}}, shared, None, [0.0, 0.5], {"SQuAD (in-domain)": res}, training)
     text = build_document(r).markdown()
     assert "| SoftQE α=0.5 | no |" in text and "| SoftQE α=0.5 vs SoftQE α=0 |" in text
     assert "| teacher (q+, p+) | 128 | 3 | 64 | 0.0001 | 30 | 0.500 | 12 |" in text

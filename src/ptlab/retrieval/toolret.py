@@ -267,6 +267,15 @@ def build_tool_retrieval(spec: ToolRetrievalSpec) -> Collection:
     )
 
 
+def query_origin(meta: dict) -> str | None:
+    """Who wrote a query: BFCL's `live_*` questions come from users; the others were written from the function's
+    documentation and are lexically easier. None for a query without a BFCL category."""
+    category = meta.get("category")
+    if not category:
+        return None
+    return "user-written (live)" if category.startswith("live") else "written from the documentation"
+
+
 def tool_retrieval_stats(spec: ToolRetrievalSpec | None = None) -> dict:
     """Counts for documentation: documents, usable queries per category, corpus size in bytes."""
     corpus, queries, _, meta = _candidates(spec or ToolRetrievalSpec())

@@ -44,7 +44,7 @@ from ptlab.retrieval.encoders import load_encoder
 
 
 class TrainSpec(Strict):
-    epochs: float = Field(5.0, gt=0, description="the most epochs a run may take (with a dev set, early stopping "
+    epochs: float = Field(3.0, gt=0, description="the most epochs a run may take (with a dev set, early stopping "
                           "usually ends it sooner)")
     batch_size: int = Field(32, ge=2)
     learning_rate: float = Field(2e-5, gt=0)
@@ -52,7 +52,7 @@ class TrainSpec(Strict):
     max_seq_length: int = Field(128, ge=16, description="truncation while training (passages)")
     scale: float = Field(20.0, gt=0, description="inverse temperature of the contrastive loss")
     seed: int = 0
-    eval_points: int = Field(10, ge=1, description="dev-loss evaluations per run (plus one before training): "
+    eval_points: int = Field(12, ge=1, description="dev-loss evaluations per run (plus one before training): "
                              "every max(1, max_steps // eval_points) steps; only with a dev set")
     patience: int | None = Field(3, ge=1, description="stop after this many evaluations without a lower dev loss "
                                  "(None: run to the epoch cap); only with a dev set")
@@ -68,6 +68,8 @@ class StudentSpec(TrainSpec):
                           "usually ends it sooner)")
     batch_size: int = Field(64, ge=2)
     learning_rate: float = Field(1e-4, gt=0)
+    eval_points: int = Field(40, ge=1, description="dev-loss evaluations per run (plus one before training): a "
+                             "student's dev loss costs ~1% of its training, so it is measured often")
     max_seq_length: int = Field(64, ge=16, description="truncation of raw queries while training")
 
     @field_validator("alpha")

@@ -11,7 +11,7 @@ at evaluation time.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,10 @@ class SoftQEResults:
     alphas: list[float]  # the stored students, in config order
     results: dict[str, CollectionResult]  # report label -> result
     training: dict
-    records: dict[str, dict | None]  # encoder -> its training record (learning curve included), teacher first
+    # encoder -> its training record (learning curve included), teacher first
+    records: dict[str, dict | None] = field(default_factory=dict)
+    # report label -> {query subset: mask in the collection's query order}
+    subsets: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def _json(path: Path) -> dict | None:
@@ -84,7 +87,24 @@ def load(root: Path) -> SoftQEResults:
                 "students": {f"{a:g}": _train_info(metrics, student_name(a)) for a in alphas}}
     records = {"teacher": shared.get("teacher_training"),
                **{student_name(a): _json(training_record(root, student_name(a))) for a in alphas}}
-    return SoftQEResults(manifest, shared, _json(root / LATENCY), alphas, results, training, records)
+    subsets = {COLLECTIONS[key]: _subsets(c) for key, c in shared.get("collections", {}).items()}
+    return SoftQEResults(manifest, shared, _json(root / LATENCY), alphas, results, training, records,
+                         {label: masks for label, masks in subsets.items() if masks})
+
+
+def _subsets(collection: dict) -> dict[str, np.ndarray]:
+    """Query subsets worth reporting apart (BFCL: user-written vs written from the documentation), as masks in the
+    collection's query order; {} when the collection has none or its folder is gone."""
+    from ptlab.retrieval.beir import load_beir
+    from ptlab.retrieval.toolret import query_origin
+
+    folder = Path(collection.get("dir", ""))
+    if not (folder / "queries.jsonl").is_file():
+        return {}
+    meta = load_beir(folder, [collection.get("split", "test")]).query_meta
+    origin = [query_origin(meta.get(q, {})) for q in collection.get("queries", [])]
+    names = sorted({o for o in origin if o})
+    return {n: np.array([o == n for o in origin]) for n in names} if len(names) > 1 else {}
 
 
 def _train_info(metrics: pd.DataFrame, name: str) -> dict | None:

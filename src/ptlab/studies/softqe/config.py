@@ -29,6 +29,8 @@ QUICK = {
     "train_queries": 256,
     "teacher_queries": None,
     "expansion": {"max_tokens": 32},
+    "teacher": {"epochs": 2},
+    "student": {"epochs": 8},
     "latency": {"n_queries": 2, "max_new_tokens": 32},
 }
 

@@ -1,18 +1,20 @@
-"""The SoftQE study's report: report.md, report.html, figure.png, table.md and results.json.
+"""The SoftQE study's report: report.md, report.html, figure.png, learning_curves.png, table.md, results.json.
 
 It opens with what the study can conclude: the **findings** (each distilled
 SoftQE student against the base encoder, and against the same training
-without distillation, in-domain and out-of-domain, on the first measure; p
+without distillation, in, near and out of domain, on the first measure; p
 Holm-adjusted within the measure's family: every comparison on that measure
 across collections; a verdict that weighs the interval against the expected
 gain), the **design checks** (the same queries for every system, train/test
-disjoint, every query expanded, real or simulated LLM, the α = 0 ablation,
-training, power; "not run" where the study records nothing to check), and the
-headline figure (every system, both collections). Then the details: the setup,
-the training of each encoder, one table per collection (every measure in points
-with 95% bootstrap intervals, queries/s) with its paired differences (raw and
+disjoint, every query expanded, a real LLM or the oracle upper bound, the leak
+check, the α = 0 ablation, training and its convergence, training seeds, power;
+"not run" where the study records nothing to check), and the headline figure
+(every system, every collection). Then the details: the setup, the expansions
+(what was paid, examples, the leak table), the training of each encoder with
+its learning curve, one table per collection (every measure in points with 95%
+bootstrap intervals, queries/s) with its paired differences (raw and
 Holm-adjusted p), latency with and without the LLM at query time, timings.
-`table.md` (the first measure, every system, both collections) is what
+`table.md` (the first measure, every system, every collection) is what
 `ptlab study` / `ptlab report` print.
 """
 
@@ -287,6 +289,29 @@ def _collection(doc: Document, res: CollectionResult, comps: pd.DataFrame) -> No
                                 "p (raw)": mine["p"].map(fmt_p), "p (Holm)": mine["p_adj"].map(fmt_p)}))
 
 
+def _subsets(doc: Document, res: CollectionResult, masks: dict, seed: int) -> None:
+    """The first measure on each query subset: every system's mean, and every comparison's paired difference."""
+    from ptlab.retrieval.stats import mean_ci, paired
+
+    measure = next(iter(next(iter(res.systems.values())).means))
+    doc.text(f"{measure} by who wrote the query (points, 95% bootstrap intervals):")
+    doc.table(pd.DataFrame([{"system": name, **{f"{sub} (n={int(m.sum())})": _fmt(mean_ci(sr.per_query[measure][m],
+                                                                                         seed=seed))
+                                                 for sub, m in masks.items()}}
+                            for name, sr in res.systems.items()]))
+    rows = []
+    for pair in res.comparisons:
+        a, b = pair.split(" vs ", 1)
+        va, vb = res.systems[a].per_query[measure], res.systems[b].per_query[measure]
+        row = {"a vs b": pair}
+        for sub, m in masks.items():
+            d = paired(va[m], vb[m], seed=seed)
+            row[f"{sub}: a − b [95% CI]"] = f"{_points(d.diff.mean)} [{_points(d.diff.low)}, {_points(d.diff.high)}]"
+        rows.append(row)
+    if rows:
+        doc.table(pd.DataFrame(rows))
+
+
 def _is_oracle(backend: str) -> bool:
     return str(backend).startswith("simulated")
 
@@ -360,8 +385,10 @@ def build_document(r: SoftQEResults, comps: pd.DataFrame | None = None) -> Docum
     if curves:
         doc.image("learning_curves.png", curves, "Held-out SQuAD dev loss (solid) and training loss (dotted) per "
                   "step; the dashed line marks the kept checkpoint (lowest dev loss)")
-    for res in r.results.values():
+    for label, res in r.results.items():
         _collection(doc, res, comps)
+        if label in r.subsets:
+            _subsets(doc, res, r.subsets[label], int(r.manifest.get("config", {}).get("eval", {}).get("seed", 0)))
     if r.latency:
         _latency(doc, r.latency)
     doc.heading("Timings (s)")

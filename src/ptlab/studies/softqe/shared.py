@@ -80,8 +80,8 @@ def prepare_shared(cfg: SoftQEConfig, root: Path, todo: list[SoftQEPlan]) -> Non
     dev_ids = list(squad.qrels.get("dev", {}))
     t0 = time.perf_counter()
     # every query a system or a model sees expanded: the train and dev queries, and every collection's test split
-    sets = {"SQuAD train": {q: squad.queries[q] for q in train_ids}, "SQuAD dev": squad.split_queries("dev")
-            if dev_ids else {}, **{f"{COLLECTIONS[k]} test": col.split_queries("test") for k, (_, col) in cols.items()}}
+    sets = {"SQuAD train": {q: squad.queries[q] for q in train_ids}, "SQuAD dev": {q: squad.queries[q] for q in dev_ids},
+            **{f"{COLLECTIONS[k]} test": col.split_queries("test") for k, (_, col) in cols.items()}}
     pseudo, accounting = _expansions(cfg, sets, [col for _, col in cols.values()])
     steps.done("expansions", t0)
     expansion = {"backend": accounting["backend"], "model": accounting["model"],
@@ -97,8 +97,9 @@ def prepare_shared(cfg: SoftQEConfig, root: Path, todo: list[SoftQEPlan]) -> Non
     t0 = time.perf_counter()
     if "teacher" in indexes and not (teacher_dir / "modules.json").is_file():
         log(f"training the teacher on {len(teacher_ids)} (q+, passage) pairs, {len(dev_ids)} held out")
-        pairs = lambda ids: [(plus[q], squad.doc_text(positive[q])) for q in ids]  # noqa: E731
-        train_teacher(cfg.encoder, pairs(teacher_ids), cfg.teacher, teacher_dir, dev_pairs=pairs(dev_ids) or None)
+        pairs = {q: (plus[q], squad.doc_text(positive[q])) for q in [*teacher_ids, *dev_ids]}
+        train_teacher(cfg.encoder, [pairs[q] for q in teacher_ids], cfg.teacher, teacher_dir,
+                      dev_pairs=[pairs[q] for q in dev_ids] or None)
     steps.done("teacher", t0)
 
     doc_encode_s, base_squad = _encode_indexes(cfg, cols, sorted(indexes), teacher_dir, steps)
