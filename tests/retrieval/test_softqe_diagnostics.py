@@ -16,7 +16,7 @@ def test_an_llm_that_does_not_copy_passes_and_the_oracle_is_shown_for_reference(
     check = leak_check(leak, "`hf:smollm2-135m`")
     assert check.passed is True and "SQuAD train: no leak" in check.detail and "the oracle, for reference" in check.detail
     table = leak_table(leak)
-    assert list(table["leaks"]) == ["no", "yes", "no", "yes"]
+    assert list(table["leaks"]) == ["no", "yes", "no", "yes"] and table.loc[0, "expansion"] == "study"
     assert table.loc[1, "3-gram gold − random (points, 95% CI)"] == "+33.0 [+31.0, +35.0]"
     assert table.loc[0, "1-gram gold / random (%)"] == "3.0 / 1.0"
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ptlab.report.figures import colour, plt, png
 from ptlab.report.verdicts import Check
+from ptlab.studies.softqe.cells import COLLECTIONS
 
 LEAK_CHECK = "Expansions do not copy the relevant passage (leak check)"
 CONVERGED = "Training converged (held-out dev loss)"
@@ -20,13 +21,20 @@ def _pct(v) -> str:
     return "–" if v is None else f"{v * 100:.1f}"
 
 
-def leak_table(leak: dict) -> pd.DataFrame:
+def _ordered(leak: dict) -> list[str]:
+    """The query sets in the study's order (the training queries, then each collection), whatever the JSON's."""
+    order = ["SQuAD train", *COLLECTIONS.values()]
+    return sorted(leak, key=lambda g: (order.index(g) if g in order else len(order), g))
+
+
+def leak_table(leak: dict, study_label: str = "study") -> pd.DataFrame:
     """One row per (query set, expansion source): n-gram overlap with the gold passage(s) vs random passages."""
     rows = []
-    for group, sources in leak.items():
-        for source, rep in sources.items():
+    for group in _ordered(leak):
+        for source in sorted(leak[group], key=lambda s: s != "study"):  # the study's own expansions first
+            rep = leak[group][source]
             by_n = rep["by_n"]
-            row = {"queries": group, "expansion": source}
+            row = {"queries": group, "expansion": study_label if source == "study" else source}
             for n, s in by_n.items():
                 d = s.get("diff")
                 row[f"{n}-gram gold / random (%)"] = f"{_pct(s['gold'])} / {_pct(s['random'])}"
@@ -47,9 +55,9 @@ def leak_check(leak: dict | None, source_label: str) -> Check:
         return Check(LEAK_CHECK, False, "the study's expansions are the oracle's, which copy the gold passage by "
                      "construction: its numbers are an upper bound, not an LLM's")
     bad = [g for g, rep in mine.items() if rep["leaks"]]
-    oracle = next((s.get("oracle (upper bound)") for s in leak.values() if s.get("oracle (upper bound)")), None)
+    oracle = next((leak[g]["oracle (upper bound)"] for g in _ordered(leak) if "oracle (upper bound)" in leak[g]), None)
     ref = f"; the oracle, for reference: {oracle['reason']}" if oracle else ""
-    detail = "; ".join(f"{g}: {rep['reason']}" for g, rep in mine.items())
+    detail = "; ".join(f"{g}: {mine[g]['reason']}" for g in _ordered(mine))
     return Check(LEAK_CHECK, not bad, f"{source_label} — {detail}{ref}")
 
 

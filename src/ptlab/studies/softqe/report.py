@@ -324,7 +324,8 @@ def _expansions(doc: Document, exp: dict, leak: dict | None) -> None:
         per_set = ", ".join(f"{k} {v:.0f} s" for k, v in acc.get("seconds", {}).items())
         doc.text(f"{acc.get('requests', '?')} pseudo-documents needed: {acc.get('paid', '?')} written by the "
                  f"LLM in this run, {acc.get('cached', '?')} from the expansion cache"
-                 + (f" (time to write them, per query set: {per_set})" if per_set else "") + ".")
+                 + (f" (this run's expansion time per query set: {per_set})" if per_set and acc.get("paid") else "")
+                 + ".")
     for ex in exp.get("examples", [])[:2]:
         doc.text(f"Example: \"{ex['query']}\" → \"{ex['pseudo_document'][:300]}\"")
     if leak:
@@ -332,7 +333,7 @@ def _expansions(doc: Document, exp: dict, leak: dict | None) -> None:
                  "query's relevant passage(s), against random passages of the same corpus; a source leaks when the "
                  "gold − random 3-gram overlap's 95% interval lies above 10 points (ptlab.retrieval.leak). The "
                  "oracle is the reference that copies by construction.")
-        doc.table(leak_table(leak))
+        doc.table(leak_table(leak, f"LLM (`{exp.get('backend', '?')}:{exp.get('model', '?')}`)"))
 
 
 def _latency(doc: Document, lat: dict) -> None:
