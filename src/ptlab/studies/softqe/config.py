@@ -23,10 +23,10 @@ from ptlab.retrieval.train import StudentSpec, TrainSpec
 # Real SmolLM2 expansions cost ~0.3 s a query on 2 cores, so --quick expands few queries, shortly.
 QUICK = {
     "output_dir": "runs/study-softqe-quick",
-    "squad": {"n_test": 100, "n_dev": 32, "max_articles": 6},
-    "hotpotqa": {"n_queries": 40},
-    "tools": {"n_queries": 100, "max_documents": 500},
-    "train_queries": 256,
+    "squad": {"n_test": 80, "n_dev": 32, "max_articles": 6},
+    "hotpotqa": {"n_queries": 30},
+    "tools": {"n_queries": 80, "max_documents": 500},
+    "train_queries": 160,
     "teacher_queries": None,
     "expansion": {"max_tokens": 32},
     "teacher": {"epochs": 2},
