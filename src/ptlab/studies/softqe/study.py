@@ -1,5 +1,6 @@
 """`ptlab study softqe`: base, base + LLM expansion, teacher and SoftQE students,
-in-domain (SQuAD) and out-of-domain (HotpotQA), with latency and a report.
+in-domain (SQuAD), near domain (HotpotQA) and out of domain (BFCL tool retrieval), with a leak check of the
+expansions, learning curves, latency and a report.
 
 `student.alpha` may be a list: each value trains its own student from the same
 teacher on the same raw queries (alpha = 0 is the contrastive-only baseline, the
@@ -10,7 +11,7 @@ One cell per system (`ptlab.studies.softqe.cells`); the expensive steps several
 cells share — collections, expansions, the teacher, document embeddings, the
 latency probe — run once in `prepare` (`ptlab.studies.softqe.shared`), each
 cached by a fingerprint of what decides it; a cell trains its student if it is
-one (cached too) and evaluates its system on both collections
+one (cached too) and evaluates its system on every collection
 (`ptlab.studies.softqe.steps`). So a re-run recomputes nothing, and adding an
 alpha to a finished study directory trains and evaluates only that student.
 The results directory holds `study.json`, `results.sqlite`, `shared.json`,
@@ -69,10 +70,12 @@ class SoftQEStudy(Study):
         return all(plan.run_file(key).is_file() for key in COLLECTIONS)
 
     def progress_line(self, cell_id: str, result: dict) -> str:
+        from ptlab.studies.softqe.cells import COLLECTIONS
+
         m, t = result["metrics"], result["timings"]
-        return (f"{cell_id}: nDCG@10 SQuAD {m.get('squad/nDCG@10', float('nan')):.3f}  "
-                f"HotpotQA {m.get('hotpotqa/nDCG@10', float('nan')):.3f}  "
-                f"({t['train_s']:.0f}s train, {t['eval_s']:.0f}s eval)")
+        scores = "  ".join(f"{label.split(' (')[0]} {m.get(f'{key}/nDCG@10', float('nan')):.3f}"
+                           for key, label in COLLECTIONS.items())
+        return f"{cell_id}: nDCG@10 {scores}  ({t['train_s']:.0f}s train, {t['eval_s']:.0f}s eval)"
 
     def write_report(self, root: Path, out: Path | None = None) -> Path:
         from ptlab.studies.softqe.report import write_report
