@@ -276,6 +276,8 @@ def test_softqe_report_opens_with_findings_checks_and_the_systems_figure():
     assert checks["Training converged (held-out dev loss)"].passed is None  # no learning curve recorded: not run
     assert checks["Expansions do not copy the relevant passage (leak check)"].passed is None  # not recorded
     assert checks["No-distillation ablation (α = 0) run"].passed is True
+    control = checks["Positive control: students distilling oracle expansions beat α = 0"]
+    assert control.passed is True and "HotpotQA (out-of-domain)" in control.detail  # the oracle run's +6 there
     _no_empty_columns(doc)
     md = doc.markdown()
     assert md.index("## Findings") < md.index("## Design checks") < md.index("figure.png") < md.index("## Setup")
@@ -300,3 +302,15 @@ def test_softqe_underpowered_out_of_domain_is_inconclusive():
     r = _softqe(gain_out=0.0, gain_in=0.0, n_out=8)
     found = {f.claim: f for f in findings(r.results)}
     assert found["SoftQE α=0.5 beats the base encoder on HotpotQA (out-of-domain), nDCG@10"].verdict == INCONCLUSIVE
+
+
+def test_softqe_positive_control_fails_without_a_distillation_gain_and_is_not_run_for_an_llm():
+    from ptlab.studies.softqe.report import POSITIVE_CONTROL, comparisons_frame, design_checks
+
+    null = _softqe(gain_out=0.0, gain_in=0.0)
+    check = next(c for c in design_checks(null, comparisons_frame(null.results)) if c.name == POSITIVE_CONTROL)
+    assert check.passed is False and check.detail.startswith("0 of 2 distilled-vs-α=0 comparisons significant")
+    llm = _softqe(gain_out=0.06, gain_in=0.0)
+    llm.shared["expansion"] = {"backend": "hf", "model": "smollm2-135m"}
+    check = next(c for c in design_checks(llm, comparisons_frame(llm.results)) if c.name == POSITIVE_CONTROL)
+    assert check.passed is None and "expansion.source=oracle" in check.detail

@@ -193,6 +193,7 @@ def design_checks(r: SoftQEResults, comps: pd.DataFrame) -> list[Check]:
                         "1 training seed per encoder (teacher.seed, student.seed): intervals and tests resample "
                         "queries with the trained encoders held fixed"))
     measure = first_measure(r.results)
+    checks.append(_positive_control(backend, comps, measure))
     claimed = _claimed(comps, measure) if not comps.empty else comps
     name = "Power: the claimed comparisons detect the expected gains (80% power, α = 0.05)"
     if claimed.empty:
@@ -215,6 +216,28 @@ def design_checks(r: SoftQEResults, comps: pd.DataFrame) -> list[Check]:
                          "comparisons powered)")
         checks.append(Check(name, ok, "; ".join(parts)))
     return checks
+
+
+POSITIVE_CONTROL = "Positive control: students distilling oracle expansions beat α = 0"
+
+
+def _positive_control(backend: str, comps: pd.DataFrame, measure: str) -> Check:
+    """Can the design show a distillation gain where there is one to distil? Only an oracle run answers it: a
+    distilled student must beat α = 0 (Holm p < 0.05) on some collection. An LLM run points to its control."""
+    if not _is_oracle(backend):
+        return Check(POSITIVE_CONTROL, None, "not run here: run the same config with expansion.source=oracle; "
+                     "without a passing control a null distillation result cannot be told from a design that "
+                     "cannot show one")
+    ref = student_name(0.0)
+    mine = comps[(comps["measure"] == measure) & (comps["b"] == ref)] if not comps.empty else comps
+    if mine.empty:
+        return Check(POSITIVE_CONTROL, None, "no α = 0 student to compare with")
+    wins = mine[(mine["p_adj"] < ALPHA) & (mine["diff"] > 0)]
+    best = mine.loc[mine["diff"].idxmax()]
+    return Check(POSITIVE_CONTROL, not wins.empty,
+                 f"{len(wins)} of {len(mine)} distilled-vs-α=0 comparisons significant; largest "
+                 f"{_points(best['diff'])} [{_points(best['lo'])}, {_points(best['hi'])}] ({best['pair']}, "
+                 f"{best['collection']})")
 
 
 def results_dict(results: dict[str, CollectionResult], comps: pd.DataFrame | None = None) -> dict:
