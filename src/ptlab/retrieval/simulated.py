@@ -1,15 +1,15 @@
-"""A simulated expansion LLM: an oracle with a known error rate, for offline studies.
+"""The oracle expansion (`expansion.source: oracle`): an upper bound and a positive control, not an LLM.
 
-Why: a real LLM's pseudo-documents help retrieval because the LLM has memorised
-facts about the query's topic. SmolLM2-135M (the only LLM that runs here in
-minutes) knows little and writes ~1 query/s on CPU, so the offline default
-simulates an LLM whose knowledge is a *parameter*: for a query it knows
-(probability `know_rate`), the pseudo-document is the query's evidence
-sentence(s) from the collection with a share `1 - keep` of words dropped
-(a crude paraphrase); otherwise it "hallucinates" another query's evidence.
-Numbers measured with it say how well SoftQE distils an expansion of that
-quality; they are not numbers about any real LLM. It implements the teacher
-protocol, so it goes through the same cache, budget and prompts as `hf`/`openai`.
+A real LLM's pseudo-documents help retrieval when the LLM has memorised facts
+about the query's topic. The oracle's knowledge is a *parameter*: for a query it
+knows (probability `know_rate`), the pseudo-document is the query's evidence
+sentence(s) from the collection with a share `1 - keep` of words dropped (a
+crude paraphrase); otherwise it "hallucinates" another query's evidence. It
+copies the gold passage by construction (the leak check flags it), so numbers
+measured with it say how well SoftQE distils an expansion of that quality --
+the study's positive control -- not what any real LLM gives (the default is
+SmolLM2, `ptlab.retrieval.expansion`). It implements the teacher protocol, so it
+goes through the same cache, budget and prompts as `hf`/`openai`.
 """
 
 from __future__ import annotations
