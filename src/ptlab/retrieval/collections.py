@@ -29,6 +29,7 @@ from ptlab.fingerprint import fingerprint
 from ptlab.paths import cache_dir
 from ptlab.retrieval.beir import Collection, load_beir, save_beir
 from ptlab.retrieval.toolret import ToolRetrievalSpec, build_tool_retrieval
+from ptlab.retrieval.toolret import source_version as tool_source_version
 
 BUILD_VERSION = "v1"
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
@@ -139,19 +140,11 @@ BUILDERS = {"squad": (SquadSpec, build_squad), "hotpotqa": (HotpotSpec, build_ho
             "tools": (ToolRetrievalSpec, build_tool_retrieval)}
 
 
+SOURCE_VERSIONS = {"tools": tool_source_version}  # what else a build depends on (a builder's own version, data release)
+
+
 def source_version(name: str) -> str:
-    """What else a build depends on: the tool collection's builder version and the nvidia-bfcl release."""
-    if name != "tools":
-        return ""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from ptlab.retrieval.toolret import BUILD_VERSION as TOOLS_VERSION
-    from ptlab.retrieval.toolret import PACKAGE
-
-    try:
-        return f"{TOOLS_VERSION}:{version(PACKAGE)}"
-    except PackageNotFoundError:
-        return TOOLS_VERSION  # the builder says what to install
+    return SOURCE_VERSIONS[name]() if name in SOURCE_VERSIONS else ""
 
 
 def collection_dir(name: str, spec: Strict) -> Path:

@@ -267,6 +267,16 @@ def build_tool_retrieval(spec: ToolRetrievalSpec) -> Collection:
     )
 
 
+def source_version() -> str:
+    """What a build depends on besides its spec: this builder's version and the nvidia-bfcl release."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{BUILD_VERSION}:{version(PACKAGE)}"
+    except PackageNotFoundError:
+        return BUILD_VERSION  # the builder says what to install
+
+
 def query_origin(meta: dict) -> str | None:
     """Who wrote a query: BFCL's `live_*` questions come from users; the others were written from the function's
     documentation and are lexically easier. None for a query without a BFCL category."""

@@ -37,6 +37,7 @@ STUDENT_SYSTEM = ("student", "teacher", "raw")
 # much of which the base encoder was trained on) or out (another domain: API documentation)
 COLLECTIONS = {"squad": "SQuAD (in-domain)", "hotpotqa": "HotpotQA (near domain)", "tools": "BFCL tools (out-of-domain)"}
 DOMAINS = {"squad": "in", "hotpotqa": "near", "tools": "out"}
+TRAIN_SET = "SQuAD train"  # the training queries' label in the expansion accounting and the leak check
 SHARED = "shared.json"  # what `prepare` made for the cells: collection folders, pseudo-documents, model folders
 
 
@@ -125,8 +126,8 @@ class SoftQEPlan:
 def plan_cell(cfg: SoftQEConfig, cell: Cell, root: Path) -> SoftQEPlan:
     """The plan of one cell; its config hash covers only what this system's numbers depend on."""
     query, _, text = cell.parts()
-    inputs = {"encoder": cfg.encoder, "max_seq_length": cfg.max_seq_length, "squad": cfg.squad.model_dump(),
-              "hotpotqa": cfg.hotpotqa.model_dump(), "tools": cfg.tools.model_dump(), "eval": cfg.eval.model_dump(), "threads": cfg.threads}
+    inputs = {"encoder": cfg.encoder, "max_seq_length": cfg.max_seq_length, "eval": cfg.eval.model_dump(),
+              "threads": cfg.threads, **{key: getattr(cfg, key).model_dump() for key in COLLECTIONS}}
     if text == "expanded" or query != "base":  # the teacher learns from expanded queries
         inputs["expansion"] = cfg.expansion.model_dump(exclude={"budget", "batch_size"})
     if query != "base":

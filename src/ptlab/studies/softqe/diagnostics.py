@@ -11,7 +11,7 @@ import pandas as pd
 
 from ptlab.report.figures import colour, plt, png
 from ptlab.report.verdicts import Check
-from ptlab.studies.softqe.cells import COLLECTIONS
+from ptlab.studies.softqe.cells import COLLECTIONS, TRAIN_SET
 
 LEAK_CHECK = "Expansions do not copy the relevant passage (leak check)"
 CONVERGED = "Training converged (held-out dev loss)"
@@ -23,7 +23,7 @@ def _pct(v) -> str:
 
 def _ordered(leak: dict) -> list[str]:
     """The query sets in the study's order (the training queries, then each collection), whatever the JSON's."""
-    order = ["SQuAD train", *COLLECTIONS.values()]
+    order = [TRAIN_SET, *COLLECTIONS.values()]
     return sorted(leak, key=lambda g: (order.index(g) if g in order else len(order), g))
 
 

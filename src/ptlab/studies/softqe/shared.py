@@ -31,7 +31,7 @@ from ptlab.retrieval.expansion import build_backend, expand, expanded, knowledge
 from ptlab.retrieval.index import DenseIndex
 from ptlab.retrieval.latency import measure
 from ptlab.retrieval.train import train_info, train_teacher
-from ptlab.studies.softqe.cells import COLLECTIONS, DOMAINS, SHARED, STUDY_VERSION, SoftQEPlan, alpha_key
+from ptlab.studies.softqe.cells import COLLECTIONS, DOMAINS, SHARED, STUDY_VERSION, TRAIN_SET, SoftQEPlan, alpha_key
 from ptlab.studies.softqe.config import SoftQEConfig
 from ptlab.train.progress import TrainProgress
 
@@ -80,7 +80,7 @@ def prepare_shared(cfg: SoftQEConfig, root: Path, todo: list[SoftQEPlan]) -> Non
     dev_ids = list(squad.qrels.get("dev", {}))
     t0 = time.perf_counter()
     # every query a system or a model sees expanded: the train and dev queries, and every collection's test split
-    sets = {"SQuAD train": {q: squad.queries[q] for q in train_ids}, "SQuAD dev": {q: squad.queries[q] for q in dev_ids},
+    sets = {TRAIN_SET: {q: squad.queries[q] for q in train_ids}, "SQuAD dev": {q: squad.queries[q] for q in dev_ids},
             **{f"{COLLECTIONS[k]} test": col.split_queries("test") for k, (_, col) in cols.items()}}
     pseudo, accounting = _expansions(cfg, sets, [col for _, col in cols.values()])
     steps.done("expansions", t0)
@@ -181,7 +181,7 @@ def _leak_checks(cfg: SoftQEConfig, cols: dict, train_ids: list[str], pseudo: di
     from ptlab.retrieval.simulated import SimulatedExpander
 
     squad = cols["squad"][1]
-    groups = {"SQuAD train": (squad, "train", train_ids),
+    groups = {TRAIN_SET: (squad, "train", train_ids),
               **{COLLECTIONS[k]: (col, "test", list(col.qrels["test"])) for k, (_, col) in cols.items()}}
     oracle = SimulatedExpander(knowledge_table([col for _, col in cols.values()], cfg.expansion.prompt),
                                cfg.expansion.oracle)
